@@ -1,0 +1,1 @@
+"""Hot paths measured by `make bench`."""
