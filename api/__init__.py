@@ -1,1 +1,1 @@
-"""api"""
+"""FastAPI routers and schemas of the query layer."""

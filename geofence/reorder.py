@@ -161,21 +161,17 @@ class ReorderStage:
                     earlier.setdefault(int(slot[j]), []).append(float(ts[j]))
                 pos += 1
             s, t = int(slot[i]), float(ts[i])
-            before = earlier.get(s, [])
-            kept = held_ts.get(s, [])
-            last_applied = float(np.nan_to_num(dev.last_ts[s], nan=NEG_INF))
-            if t in before or t in kept or t == last_applied:
-                dup.append(i)
-                accepted[i] = False
-            elif t < latest_before[i] - self.lateness:
+            known = (*earlier.get(s, ()), *held_ts.get(s, ()))
+            # What the frontier had released before i arrived counts as applied, the rest as held.
+            applied = max([x for x in known if x <= f_before[i]], default=NEG_INF)
+            applied = max(applied, float(np.nan_to_num(dev.last_ts[s], nan=NEG_INF)))
+            if t < latest_before[i] - self.lateness or t < applied:
                 late.append(i)
-                accepted[i] = False
+            elif t == applied or any(x == t for x in known if x > f_before[i]):
+                dup.append(i)
             else:
-                # Pings the frontier had passed before i arrived were applied already.
-                applied = max([x for x in (*before, *kept) if x <= f_before[i]], default=NEG_INF)
-                if t < max(applied, last_applied):
-                    late.append(i)
-                    accepted[i] = False
+                continue
+            accepted[i] = False
 
     def _release(self, batch: Held, acc_idx: IntArray, f_after: FloatArray) -> Held:
         """Release every held or new ping the frontier has passed, in stream order."""

@@ -1,1 +1,1 @@
-"""ingest"""
+"""Reading pings and fences from the outside world: files, HTTP bodies, Kafka messages."""

@@ -1,1 +1,1 @@
-"""services"""
+"""The runnable processes and their wiring: CLI, replay, matcher, API server, simulator."""

@@ -33,13 +33,16 @@ def _deg_per_m(lat: float) -> tuple[float, float]:
 
 
 def make_fences(n: int, rng: np.random.Generator, area: tuple[float, float, float, float] = AREA) -> dict[str, Any]:
-    """n small hot spot polygons (60-150 m across, some hexagons, some rotated rectangles)."""
+    """n small hot spot polygons at random places in area."""
     lon0, lat0, lon1, lat1 = area
-    dx, dy = _deg_per_m((lat0 + lat1) / 2)
-    cx = rng.uniform(lon0, lon1, n)
-    cy = rng.uniform(lat0, lat1, n)
+    return fences_around(rng.uniform(lon0, lon1, n), rng.uniform(lat0, lat1, n), rng)
+
+
+def fences_around(cx: np.ndarray, cy: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+    """A hot spot polygon (60-150 m across, hexagon or rotated rectangle) around each centre."""
+    dx, dy = _deg_per_m(float(np.mean(cy)))
     features = []
-    for i in range(n):
+    for i in range(len(cx)):
         size = rng.uniform(60.0, 150.0)
         if rng.random() < 0.5:
             angles = np.linspace(0, 2 * math.pi, 7)[:-1] + rng.uniform(0, math.pi)
@@ -69,15 +72,28 @@ def make_workload(
     n_devices: int,
     duration_s: float,
     *,
+    seed: int = 7,
+    area: tuple[float, float, float, float] = AREA,
+    **track_options: Any,
+) -> Workload:
+    """n_fences random hot spots in area and n_devices officers patrolling them."""
+    rng = np.random.default_rng(seed)
+    fences = make_fences(n_fences, rng, area)
+    return Workload(fences, make_pings(fences, n_devices, duration_s, rng, **track_options))
+
+
+def make_pings(
+    fences: dict[str, Any],
+    n_devices: int,
+    duration_s: float,
+    rng: np.random.Generator,
+    *,
     interval_s: float = 20.0,
     start_ts: float = 1_795_000_000.0,
-    seed: int = 7,
     low_accuracy_rate: float = 0.03,
     gaps_per_hour: float = 0.3,
-) -> Workload:
-    """Fences plus every device's pings over duration_s, merged into one ts-ordered stream."""
-    rng = np.random.default_rng(seed)
-    fences = make_fences(n_fences, rng)
+) -> PingBatch:
+    """Every device's pings over duration_s, merged into one ts-ordered stream."""
     centres = np.array([np.mean(f["geometry"]["coordinates"][0][:-1], axis=0) for f in fences["features"]])
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("dev", "ts", "lat", "lon", "acc")}
     dx, dy = _deg_per_m(float(centres[:, 1].mean()))
@@ -104,14 +120,13 @@ def make_workload(
     merged = {k: np.concatenate(v) for k, v in cols.items()}
     order = np.argsort(merged["ts"], kind="stable")
     names = np.array([f"R{d:05d}" for d in range(n_devices)], dtype=object)
-    pings = PingBatch(
+    return PingBatch(
         device_id=names[merged["dev"][order]],
         ts=np.round(merged["ts"][order] + start_ts, 3),
         lat=np.round(merged["lat"][order], 7),
         lon=np.round(merged["lon"][order], 7),
         accuracy_m=np.round(merged["acc"][order], 1),
     )
-    return Workload(fences, pings)
 
 
 def _route(

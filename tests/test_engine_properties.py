@@ -142,27 +142,40 @@ def engine_params(draw: st.DrawFn) -> EngineParams:
     )
 
 
+def time_step(draw: st.DrawFn, params: EngineParams) -> float:
+    """Seconds to a device's next ping: mostly short, sometimes right at a boundary of the rules."""
+    silence = params.signal_timeout_s + params.max_lateness_s  # a longer gap gets the device lost
+    kind = draw(st.integers(0, 11))
+    if kind == 0:
+        return silence + draw(st.integers(-1, 1))  # just not lost, exactly at the limit, just lost
+    if kind == 1:
+        return silence + draw(st.integers(2, 100))
+    if kind == 2:
+        return max(1.0, silence - draw(st.integers(2, 30)))  # a long gap that is not a loss
+    if kind == 3:
+        return params.debounce_s or 5.0  # exactly the debounce
+    return draw(st.integers(1, 40)) + 0.5 * draw(st.integers(0, 1))
+
+
 @st.composite
 def sorted_tracks(draw: st.DrawFn, fences: list[Fence], params: EngineParams) -> list[Arrival]:
-    """Random tracks of one to three devices, merged and sorted by ts (no duplicates)."""
+    """Random tracks of one to four devices, merged and sorted by ts (no duplicates)."""
     anchors = anchor_points(fences)
     pings: list[tuple[float, int, Arrival]] = []
-    devices = ["unit-b", "unit-a", "unit-c"][: draw(st.integers(1, 3))]  # first-seen order is not alphabetical
+    devices = ["unit-b", "unit-a", "unit-d", "unit-c"][: draw(st.integers(1, 4))]  # not in alphabetical order
     for rank, device_id in enumerate(devices):
         ts = T0 + draw(st.integers(0, 60))
         lon, lat = anchors[0]
-        for k in range(draw(st.integers(1, 14))):
+        for k in range(draw(st.integers(1, 16))):
             if k:
-                ts += draw(st.integers(1, 40)) + 0.5 * draw(st.integers(0, 1))
-                if draw(st.integers(0, 7)) == 0:  # a silence long enough to be lost
-                    ts += params.signal_timeout_s + params.max_lateness_s + draw(st.integers(1, 100))
+                ts += time_step(draw, params)
             move = draw(st.integers(0, 9))
             if move < 3:
                 pass  # stay put, so debounce can confirm
             elif move < 7:
                 lon, lat = draw(st.sampled_from(anchors))
             else:
-                lon, lat = lonlat(draw(st.integers(-40, 40)) * 5.0, draw(st.integers(-40, 40)) * 5.0)
+                lon, lat = lonlat(draw(st.integers(-25, 25)) * 5.0, draw(st.integers(-25, 25)) * 5.0)
             accuracy = draw(st.sampled_from([NAN, NAN, NAN, 5.0, params.max_accuracy_m, params.max_accuracy_m + 1]))
             extras = draw(st.sampled_from(EXTRAS_CHOICES))
             pings.append((ts, rank, Arrival(device_id, ts, lat, lon, accuracy, dict(extras) if extras else None)))
@@ -200,6 +213,10 @@ def scenarios(draw: st.DrawFn, messy: bool = True) -> Scenario:
     arrivals = draw(sorted_tracks(fences, params))
     if params.max_lateness_s > 0 and draw(st.booleans()):
         arrivals = draw(shuffled_within_lateness(arrivals, params.max_lateness_s))
+    if messy and draw(st.integers(0, 3)) == 0:  # one device's whole feed runs behind the stream
+        laggard = draw(st.sampled_from(sorted({a.device_id for a in arrivals})))
+        lag = params.max_lateness_s + draw(st.integers(1, 100))
+        arrivals.sort(key=lambda a: a.ts + (lag if a.device_id == laggard else 0.0))
     if messy:
         for _ in range(draw(st.integers(0, 3))):  # duplicates: a repeat of (device, ts), maybe moved
             i = draw(st.integers(0, len(arrivals) - 1))
