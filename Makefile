@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/hotspots replay --fences samples/fences.geojson --pings samples/pings.csv --dwell-out var/sample-dwell.csv
+	$(BIN)/hotspots replay --fences samples/fences.geojson --pings samples/pings.csv \
+		--out var/sample-events.jsonl --dwell-out var/sample-dwell.csv --devices-out var/sample-devices.csv
+	@echo "events: var/sample-events.jsonl  dwell: var/sample-dwell.csv  per device: var/sample-devices.csv"
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -66,10 +66,10 @@ class Event(NamedTuple):
             "lon": self.lon,
         }
         if self.type is EventType.EXIT:
-            out["dwell_s"] = self.dwell_s
+            out["dwell_s"] = _seconds(self.dwell_s)
             out["reason"] = self.reason.value if self.reason else None
         if self.type is EventType.SIGNAL_RESTORED:
-            out["gap_s"] = self.gap_s
+            out["gap_s"] = _seconds(self.gap_s)
         if self.type is EventType.SIGNAL_LOST:
             out["gap_start"] = format_ts(self.gap_start if self.gap_start is not None else self.ts)
         if self.extras:
@@ -77,3 +77,8 @@ class Event(NamedTuple):
                 if value is not None and key not in out:
                     out[key] = value
         return out
+
+
+def _seconds(value: float | None) -> float | None:
+    """Durations to the microsecond, the resolution of timestamps, without float noise."""
+    return None if value is None else round(value, 6)

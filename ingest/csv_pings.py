@@ -1,16 +1,22 @@
 """Streaming reader and writer for ping CSV files (the input of ``hotspots replay``).
 
-Historical AVLS exports run to millions of rows, so the reader never materialises the file:
-pyarrow's streaming CSV parser hands over one block at a time, every column is read as raw
-bytes (so an empty cell stays distinguishable from a missing one, and a stray non-UTF-8 byte
-costs one row, not the run), and each column is converted with one vectorised cast. Only
-when a cast fails does the reader narrow down, with a regex prefilter, to the rows that are
-actually bad and explain them in Python. Bad rows never abort the run: they come back as
-``RowError``s with their physical line number, next to the good rows of the same chunk.
+Historical AVLS exports run to millions of rows, so the reader never materialises the file.
+It reads one block of whole lines at a time (``batch_rows`` lines) and has pyarrow parse it
+serially, every column as raw bytes: an empty cell stays distinguishable from a missing one,
+and a stray non-UTF-8 byte costs one row, not the run. Each column is then converted with one
+vectorised cast; only when a cast fails does the reader narrow down, with a regex prefilter,
+to the rows that are actually bad and explain them in Python. Bad rows never abort the run:
+they come back as ``RowError``s with their physical line number, beside the good rows of the
+same chunk.
 
-Line numbers assume one record per physical line (a quoted value containing a newline shifts
-the numbers of the rows after it). Blank lines, and rows whose required fields are all empty,
-carry no ping: they are skipped without an error but still counted for line numbers.
+Blocks are cut by us rather than by pyarrow's streaming reader because that one reads about
+32 blocks ahead on a background thread (memory), and a Python file given to it instead can
+crash the interpreter at exit when abandoned half-read.
+
+Line numbers count physical lines, except that within a block a quoted value containing a
+newline shifts the rows after it by one (and a block cut can split such a value, which then
+shows up as malformed rows). Blank lines, and rows where every column we read is empty, carry
+no ping: they are skipped without an error but still counted.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ IdxArray = npt.NDArray[np.intp]
 REQUIRED_COLUMNS: tuple[str, ...] = ("device_id", "timestamp", "lat", "lon")
 _NUMERIC_EXTRAS = frozenset({"speed_mps", "heading_deg"})
 _MAX_DEVICE_ID = 64
+_MAX_LINE_BYTES = 16 << 20  # a longer "line" means broken line breaks: refuse, don't slurp
 # datetime's range (years 1..9999): wider is surely a unit mistake, e.g. epoch milliseconds.
 _TS_MIN, _TS_MAX = -62135596800.0, 253402300800.0
 # Plain decimal numbers: what pyarrow's cast parses identically to Python's float().
@@ -66,6 +73,7 @@ class CsvChunk:
     """The good rows of a stretch of the file, in file order, and the rows rejected there."""
 
     batch: PingBatch
+    lines: npt.NDArray[np.int64]  # physical line of each good row, for reporting late pings
     errors: list[RowError] = field(default_factory=list)
 
 
@@ -81,37 +89,40 @@ class _Layout:
     lon: str
     accuracy_m: str | None
     extras: tuple[tuple[str, str], ...]  # (field, arrow column)
-    block_size: int
+    data_offset: int  # bytes before line 2
+    line_bytes: float  # average line length in a sample: sizes the first read
 
 
 def read_ping_csv(path: str | os.PathLike[str], batch_rows: int = 65536) -> Iterator[CsvChunk]:
-    """Stream a ping CSV as chunks of at most ``batch_rows`` rows.
+    """Stream a ping CSV as chunks, each covering the next ``batch_rows`` lines of the file.
 
     The header is checked now, so a file without the required columns fails before any
-    chunk is consumed (``CsvError``). Columns may come in any order; ``ts`` is accepted for
-    ``timestamp`` (``timestamp`` wins if both exist); unknown columns are ignored. A chunk
-    may carry only errors (empty batch) when a long stretch of the file is all bad rows.
+    chunk is consumed (``CsvError``). Columns may come in any order (names are matched
+    trimmed and case-insensitively); ``ts`` stands for ``timestamp`` when that is absent;
+    unknown columns are ignored. A chunk whose lines are all bad has an empty batch.
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
-    layout = _read_layout(os.fspath(path), batch_rows)
+    layout = _read_layout(os.fspath(path))
     return _chunks(layout, batch_rows)
 
 
-def _read_layout(path: str, batch_rows: int) -> _Layout:
+def _read_layout(path: str) -> _Layout:
     try:
         with open(path, "rb") as f:
-            header_bytes = f.readline()
+            header_bytes = f.readline(_MAX_LINE_BYTES)
             sample = f.read(1 << 16)
     except OSError as e:
         raise CsvError(f"cannot read {path}: {e.strerror or e}") from None
-    if not header_bytes.strip():
+    if not header_bytes:
         raise CsvError(f"cannot read {path}: file is empty (no header row)")
+    if not header_bytes.endswith(b"\n") and sample:
+        raise CsvError(f"cannot read {path}: no line break in the first {_MAX_LINE_BYTES} bytes")
     try:
         header_text = header_bytes.decode("utf-8-sig").rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise CsvError(f"cannot read {path}: header row is not valid UTF-8") from None
-    names = next(csv.reader([header_text]))
+        names = next(csv.reader([header_text]))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise CsvError(f"cannot read {path}: header row unreadable ({e})") from None
     position: dict[str, int] = {}
     for i, raw in enumerate(names):
         position.setdefault(raw.strip().lower(), i)
@@ -119,15 +130,14 @@ def _read_layout(path: str, batch_rows: int) -> _Layout:
         position["timestamp"] = position["ts"]
     missing = [c for c in REQUIRED_COLUMNS if c not in position]
     if missing:
-        raise CsvError(f"{path}: missing required column(s) {', '.join(missing)} (header: {header_text[:200]})")
+        shown = ", ".join(_show(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
+        raise CsvError(f"{path}: missing required column(s) {', '.join(missing)} (header has: {shown})")
 
     def col(name: str) -> str:
         return f"f{position[name]}"
 
     lines_in_sample = sample.count(b"\n")
-    avg_line = len(sample) / lines_in_sample if lines_in_sample else 256.0
-    # One arrow block ≈ one batch; at least 1 MiB so a long row never straddles blocks.
-    block_size = int(min(max(avg_line * batch_rows, 1 << 20), 1 << 28))
+    line_bytes = len(sample) / lines_in_sample if lines_in_sample else 64.0
     return _Layout(
         path=path,
         n_fields=len(names),
@@ -137,135 +147,68 @@ def _read_layout(path: str, batch_rows: int) -> _Layout:
         lon=col("lon"),
         accuracy_m=col("accuracy_m") if "accuracy_m" in position else None,
         extras=tuple((name, col(name)) for name in EXTRA_FIELDS if name in position),
-        block_size=block_size,
+        data_offset=len(header_bytes),
+        line_bytes=line_bytes,
     )
 
 
-class _Skipped:
-    """Rows pyarrow dropped for a wrong field count, and the line arithmetic they imply.
-
-    pyarrow only gives their record numbers with the serial parser; every other row's line
-    follows from its position among the rows pyarrow did emit plus the skipped ones before it.
-    """
-
-    def __init__(self) -> None:
-        self.pending: list[tuple[int, str]] = []  # (record index from 0 = line 2, reason), in file order
-        self.consumed = 0  # skipped records already flushed
-
-    def handler(self, row: Any) -> str:
-        """pyarrow invalid_row_handler: remember the row, let parsing go on."""
-        number = row.number if row.number is not None else -1
-        reason = f"row has {row.actual_columns} fields, header has {row.expected_columns}"
-        self.pending.append((number - 2, reason))
-        return "skip"
-
-    def _emitted_before(self) -> npt.NDArray[np.int64]:
-        """For each pending skipped record: how many emitted rows precede it."""
-        rec = np.fromiter((r for r, _ in self.pending), dtype=np.int64, count=len(self.pending))
-        return rec - (self.consumed + np.arange(len(rec), dtype=np.int64))
-
-    def lines(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """Physical lines of emitted rows (global 0-based emitted-row indices)."""
-        before = self.consumed
-        if self.pending:
-            return rows + before + np.searchsorted(self._emitted_before(), rows, side="right") + 2
-        return rows + before + 2
-
-    def flush(self, emitted: int) -> list[RowError]:
-        """Errors of skipped rows lying before emitted row ``emitted`` (so before anything unread)."""
-        if not self.pending:
-            return []
-        k = int(np.searchsorted(self._emitted_before(), emitted, side="right"))
-        out = [RowError(rec + 2, reason) for rec, reason in self.pending[:k]]
-        del self.pending[:k]
-        self.consumed += k
-        return out
-
-
 def _chunks(layout: _Layout, batch_rows: int) -> Iterator[CsvChunk]:
-    skipped = _Skipped()
-    wanted = [layout.device_id, layout.timestamp, layout.lat, layout.lon]
-    wanted += [c for c in (layout.accuracy_m,) if c is not None] + [c for _, c in layout.extras]
-    names = [f"f{i}" for i in range(layout.n_fields)]
     try:
-        # A Python file object, not the path: given a native file pyarrow reads ~35 blocks ahead
-        # in the background (150 MB for 4 MiB blocks); through Python it reads when asked.
-        source = open(layout.path, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
-        reader = pcsv.open_csv(
-            source,
-            # Serial parsing: only then does pyarrow report the record number of a bad row.
-            read_options=pcsv.ReadOptions(
-                use_threads=False, block_size=layout.block_size, skip_rows=1, column_names=names
-            ),
-            # Keep blank lines as (empty) rows so the row count stays equal to the line count.
-            parse_options=pcsv.ParseOptions(invalid_row_handler=skipped.handler, ignore_empty_lines=False),
-            convert_options=pcsv.ConvertOptions(
-                column_types={c: pa.binary() for c in wanted}, include_columns=list(dict.fromkeys(wanted))
-            ),
-        )
-    except (pa.ArrowException, OSError) as e:
-        raise CsvError(f"cannot read {layout.path}: {_first_line(e)}") from None
-    with source:
-        yield from _rebatch(reader, layout, batch_rows, skipped)
+        f = open(layout.path, "rb")  # noqa: SIM115 - closed by the with below, inside the generator
+    except OSError as e:
+        raise CsvError(f"cannot read {layout.path}: {e.strerror or e}") from None
+    with f:
+        f.seek(layout.data_offset)
+        line = 2
+        for block, n_lines in _line_blocks(f, batch_rows, layout, line):
+            yield _parse_block(block, line, layout)
+            line += n_lines
 
 
-def _rebatch(reader: Any, layout: _Layout, batch_rows: int, skipped: _Skipped) -> Iterator[CsvChunk]:
-    """Cut pyarrow's blocks (sized in bytes) into chunks of exactly batch_rows rows (the last fewer)."""
-    emitted = 0  # rows handed to conversion so far (global index of the next one)
-    held: list[pa.RecordBatch] = []  # rows read but not yet converted (< batch_rows of them)
-    held_rows = 0
+def _line_blocks(f: Any, batch_rows: int, layout: _Layout, line: int) -> Iterator[tuple[bytes, int]]:
+    """Yield blocks of exactly batch_rows whole lines (the last may have fewer) and their line count.
+
+    One bulk read sized from the average line length, aimed a little short, then readline()
+    for the few missing lines, so the usual block is cut without scanning it in Python.
+    """
+    line_bytes = layout.line_bytes
+    leftover = b""
     while True:
-        try:
-            block = reader.read_next_batch()
-        except StopIteration:
-            break
-        except (pa.ArrowException, OSError) as e:
-            line = int(skipped.lines(np.array([emitted + held_rows], dtype=np.int64))[0])
-            raise CsvError(f"cannot read {layout.path} near line {line}: {_first_line(e)}") from None
-        if block.num_rows:
-            held.append(block)
-            held_rows += block.num_rows
-        while held_rows >= batch_rows:
-            head, held = _split(held, batch_rows)
-            held_rows -= batch_rows
-            yield _chunk(head, emitted, layout, skipped)
-            emitted += batch_rows
-        if len(skipped.pending) >= batch_rows:
-            # Many malformed rows: report them now (with the rows held so far) rather than hoard them.
-            if held_rows:
-                head, held = _split(held, held_rows)
-                yield _chunk(head, emitted, layout, skipped)
-                emitted += held_rows
-                held_rows = 0
-            else:
-                yield CsvChunk(_empty_batch(layout), skipped.flush(emitted))
-    if held_rows:
-        head, held = _split(held, held_rows)
-        yield _chunk(head, emitted, layout, skipped)
-        emitted += held_rows
-    tail = skipped.flush(emitted)
-    if tail:
-        yield CsvChunk(_empty_batch(layout), tail)
+        want = max(int(line_bytes * batch_rows * 0.97), 1)
+        buf = leftover + f.read(want - len(leftover)) if len(leftover) < want else leftover
+        leftover = b""
+        if not buf:
+            return
+        n = buf.count(b"\n")
+        if n >= batch_rows:  # overshoot: keep what is past line batch_rows for the next block
+            cut = int(np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10)[batch_rows - 1]) + 1
+            buf, leftover = buf[:cut], buf[cut:]
+            n = batch_rows
+        else:
+            parts = [buf]
+            for _ in range(batch_rows - n):
+                more = f.readline(_MAX_LINE_BYTES)
+                if not more:
+                    break
+                if len(more) == _MAX_LINE_BYTES and not more.endswith(b"\n"):
+                    raise CsvError(
+                        f"cannot read {layout.path}: line {line + n} has no line break within {_MAX_LINE_BYTES} bytes"
+                    )
+                parts.append(more)
+                n += 1
+            buf = b"".join(parts) if len(parts) > 1 else buf
+            n = buf.count(b"\n")
+        lines = n + (not buf.endswith(b"\n"))
+        if lines == 0:
+            return
+        line_bytes = len(buf) / lines
+        yield buf, lines
+        line += lines
 
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
-
-
-def _split(held: list[pa.RecordBatch], n: int) -> tuple[pa.RecordBatch, list[pa.RecordBatch]]:
-    """The first n held rows as one batch, and the rest (copies only when n spans blocks)."""
-    first = held[0]
-    if first.num_rows >= n:
-        rest = [first.slice(n)] if first.num_rows > n else []
-        return first.slice(0, n), rest + held[1:]
-    table = pa.Table.from_batches(held)
-    head = table.slice(0, n).combine_chunks().to_batches()[0]
-    return head, table.slice(n).to_batches()
-
-
-def _empty_batch(layout: _Layout) -> PingBatch:
-    return PingBatch.from_columns([], [], [], [], [], [] if layout.extras else None)
 
 
 class _Faults:
@@ -284,50 +227,75 @@ class _Faults:
             self.add(i, reason)
 
 
-def _chunk(rb: pa.RecordBatch, first_row: int, layout: _Layout, skipped: _Skipped) -> CsvChunk:
-    """Convert one batch of raw rows and attach the errors (with lines) that precede its end."""
-    rows = np.arange(rb.num_rows, dtype=np.int64)
-    required = [rb.column(c) for c in (layout.device_id, layout.timestamp, layout.lat, layout.lon)]
-    dev_len = pc.binary_length(required[0]).to_numpy()
-    if rb.num_rows and dev_len.min() == 0:
+def _parse_block(block: bytes, first_line: int, layout: _Layout) -> CsvChunk:
+    """Parse and convert one block of whole lines; first_line is the physical line of its first."""
+    skipped: list[tuple[int, str]] = []  # (record index in the block, reason), in order
+
+    def on_invalid(row: Any) -> str:
+        skipped.append((row.number - 1, f"row has {row.actual_columns} fields, header has {row.expected_columns}"))
+        return "skip"
+
+    names = [f"f{i}" for i in range(layout.n_fields)]
+    wanted = [layout.device_id, layout.timestamp, layout.lat, layout.lon]
+    wanted += [c for c in (layout.accuracy_m,) if c is not None] + [c for _, c in layout.extras]
+    try:
+        table = pcsv.read_csv(
+            pa.py_buffer(block),
+            # Serial: only then does pyarrow number the rows it hands to on_invalid.
+            read_options=pcsv.ReadOptions(use_threads=False, block_size=len(block) + 1, column_names=names),
+            # Keep blank lines as (empty) rows so rows and lines stay in step.
+            parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False),
+            convert_options=pcsv.ConvertOptions(
+                column_types={c: pa.binary() for c in wanted}, include_columns=list(dict.fromkeys(wanted))
+            ),
+        )
+    except (pa.ArrowException, OSError) as e:
+        raise CsvError(f"cannot read {layout.path} near line {first_line}: {_first_line(e)}") from None
+    cols = {name: table.column(name).combine_chunks() for name in table.column_names}
+    # Record index of each emitted row: its position plus the skipped records before it.
+    rows = np.arange(table.num_rows, dtype=np.int64)
+    if skipped:
+        rec = np.array([r for r, _ in skipped], dtype=np.int64)
+        emitted_before = rec - np.arange(len(rec), dtype=np.int64)
+        rows += np.searchsorted(emitted_before, rows, side="right")
+    dev_len = pc.binary_length(cols[layout.device_id]).to_numpy()
+    if len(rows) and dev_len.min() == 0:  # blank lines (or rows with every column we read empty)
         blank = dev_len == 0
-        for arr in required[1:]:
-            blank &= pc.binary_length(arr).to_numpy() == 0
+        for name, arr in cols.items():
+            if name != layout.device_id:
+                blank &= pc.binary_length(arr).to_numpy() == 0
         if blank.any():
             keep = np.flatnonzero(~blank)
-            rb, rows, dev_len = rb.take(pa.array(keep)), rows[keep], dev_len[keep]
-    batch, faults = _convert(rb, dev_len, layout)
-    errors: list[RowError] = []
-    if faults.reasons:
-        bad = np.fromiter(faults.reasons, dtype=np.intp, count=len(faults.reasons))
-        lines = skipped.lines(rows[bad] + first_row)
-        errors = [
-            RowError(int(line), "; ".join(faults.reasons[i]))
-            for i, line in zip(bad.tolist(), lines.tolist(), strict=True)
-        ]
-    errors += skipped.flush(first_row + len(rows))
+            take = pa.array(keep)
+            cols = {name: arr.take(take) for name, arr in cols.items()}
+            rows, dev_len = rows[keep], dev_len[keep]
+    batch, faults = _convert(cols, dev_len, layout)
+    errors = [RowError(first_line + r, reason) for r, reason in skipped]
+    for i, reasons in faults.reasons.items():
+        errors.append(RowError(first_line + int(rows[i]), "; ".join(reasons)))
     errors.sort(key=lambda e: e.line)
-    return CsvChunk(batch, errors)
+    good_rows = np.delete(rows, sorted(faults.reasons)) if faults.reasons else rows
+    return CsvChunk(batch, first_line + good_rows, errors)
 
 
-def _convert(rb: pa.RecordBatch, dev_len: npt.NDArray[np.int32], layout: _Layout) -> tuple[PingBatch, _Faults]:
-    n = rb.num_rows
+def _convert(cols: dict[str, pa.Array], dev_len: npt.NDArray[np.int32], layout: _Layout) -> tuple[PingBatch, _Faults]:
+    n = len(dev_len)
     faults = _Faults(n)
-    device_id = _device_ids(rb.column(layout.device_id), dev_len, faults)
-    ts = _timestamps(rb.column(layout.timestamp), faults)
-    lat = _bounded(rb.column(layout.lat), "lat", -90.0, 90.0, faults)
-    lon = _bounded(rb.column(layout.lon), "lon", -180.0, 180.0, faults)
-    acc = np.full(n, np.nan) if layout.accuracy_m is None else _accuracy(rb.column(layout.accuracy_m), faults)
+    device_id = _device_ids(cols[layout.device_id], dev_len, faults)
+    ts = _timestamps(cols[layout.timestamp], faults)
+    lat = _bounded(cols[layout.lat], "lat", -90.0, 90.0, faults)
+    lon = _bounded(cols[layout.lon], "lon", -180.0, 180.0, faults)
+    acc = np.full(n, np.nan) if layout.accuracy_m is None else _accuracy(cols[layout.accuracy_m], faults)
     good: IdxArray | None = None
     if faults.reasons:
         good = np.flatnonzero(~faults.mask)
         device_id, ts, lat, lon, acc = device_id[good], ts[good], lat[good], lon[good], acc[good]
     extras = np.empty(0, dtype=object)
     if layout.extras:
-        cols = [rb.column(c) for _, c in layout.extras]
+        extra_cols = [cols[c] for _, c in layout.extras]
         if good is not None:
-            cols = [c.take(pa.array(good)) for c in cols]
-        extras = _extras([name for name, _ in layout.extras], cols)
+            extra_cols = [c.take(pa.array(good)) for c in extra_cols]
+        extras = _extras([name for name, _ in layout.extras], extra_cols)
     return PingBatch(device_id=device_id, ts=ts, lat=lat, lon=lon, accuracy_m=acc, extras=extras), faults
 
 

@@ -65,13 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     def report(line: str) -> None:
         print(line, file=sys.stderr)
 
+    for path in (args.out, args.dwell_out, args.devices_out):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
     try:
         if args.out is None:
             summary = replay(
                 args.fences, args.pings, settings.engine, sys.stdout, report, args.dwell_out, args.devices_out
             )
         else:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
             with args.out.open("w", encoding="utf-8") as out:
                 summary = replay(
                     args.fences, args.pings, settings.engine, out, report, args.dwell_out, args.devices_out

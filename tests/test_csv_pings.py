@@ -308,3 +308,39 @@ def test_read_ping_csv_space_padded_numbers_accepted(tmp_path: Path) -> None:
     _, batch, errors = _read_all(path)
     assert errors == []
     assert (batch.ts.tolist(), batch.lat.tolist(), batch.accuracy_m.tolist()) == ([T0], [51.5], [3.0])
+
+
+def test_read_ping_csv_last_line_without_newline_read(tmp_path: Path) -> None:
+    path = _write(tmp_path, f"{HEADER}\na,1795298580,1,2,\nb,1795298581,3,4,5")
+    _, batch, errors = _read_all(path, batch_rows=1)
+    assert errors == []
+    assert batch.device_id.tolist() == ["a", "b"]
+    assert batch.accuracy_m[1] == 5.0
+
+
+def test_read_ping_csv_quoted_values_with_commas_kept(tmp_path: Path) -> None:
+    path = _write(tmp_path, f'{HEADER},callsign\n"a,1",1795298580,1,2,,"ALPHA, 1"\n')
+    _, batch, errors = _read_all(path)
+    assert errors == []
+    assert batch.device_id.tolist() == ["a,1"]
+    assert batch.extras.tolist() == [{"callsign": "ALPHA, 1"}]
+
+
+def test_read_ping_csv_line_without_break_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ingest.csv_pings._MAX_LINE_BYTES", 64)
+    path = _write(tmp_path, f"{HEADER}\na,1795298580,1,2,\n" + "x" * 200 + "\n")
+    chunks = read_ping_csv(path, batch_rows=1)
+    with pytest.raises(CsvError, match=r"line 3 has no line break within 64 bytes"):
+        list(chunks)
+
+
+def test_read_ping_csv_carriage_return_only_file_refused(tmp_path: Path) -> None:
+    with pytest.raises(CsvError, match="header row unreadable"):
+        read_ping_csv(_write(tmp_path, "device_id,timestamp,lat,lon\ra,1795298580,1,2\r"))
+
+
+def test_read_ping_csv_blank_lines_with_one_line_batches_skipped_and_counted(tmp_path: Path) -> None:
+    path = _write(tmp_path, f"{HEADER}\n" + "\n" * 100 + "a,1795298580,1,2,\n\nb,1795298580,1,2,-1\n")
+    _, batch, errors = _read_all(path, batch_rows=1)
+    assert batch.device_id.tolist() == ["a"]
+    assert errors == [RowError(104, "accuracy_m '-1' must be >= 0")]

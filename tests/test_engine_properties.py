@@ -28,7 +28,7 @@ from geofence.params import EngineParams
 from geofence.pings import PingBatch
 
 SETTINGS = settings(
-    max_examples=150,
+    max_examples=300,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
@@ -270,7 +270,9 @@ def run_reference(scenario: Scenario) -> Run:
     return Run(ref.events, late, duplicate, counters, ref.dwell_totals(), ref.device_totals())
 
 
-def feed(engine: Engine, arrivals: list[Arrival], sizes: list[int], start: int = 0) -> tuple[list[Event], list, list]:
+def feed(
+    engine: Engine, arrivals: list[Arrival], sizes: list[int], start: int = 0
+) -> tuple[list[Event], list[int], list[int]]:
     """Feed arrivals to the engine in batches; events and the arrival positions of late/duplicate pings."""
     events: list[Event] = []
     late: list[int] = []
@@ -329,7 +331,8 @@ def assert_same_events(actual: list[Event], expected: list[Event]) -> None:
 def assert_device_order_by_ts(events: list[Event]) -> None:
     last: dict[str, float] = {}
     for e in events:
-        assert e.ts >= last.get(e.device_id, -math.inf), f"{e.device_id}: event at {e.ts} after one at {last}"
+        previous = last.get(e.device_id, -math.inf)
+        assert e.ts >= previous, f"{e.device_id}: event at {e.ts} after one at {previous}"
         last[e.device_id] = e.ts
 
 
@@ -490,9 +493,11 @@ def test_engine_random_stream_matches_reference(scenario: Scenario) -> None:
     assert_same_totals(actual, expected)
 
 
-@settings(SETTINGS, max_examples=75)
+@settings(SETTINGS, max_examples=150)
 @given(scenarios(), st.data())
 def test_engine_any_batch_split_gives_identical_events(scenario: Scenario, data: st.DataObject) -> None:
+    # Same events per device and in total; how devices interleave may depend on the cut (a loss
+    # proven mid-batch may come out at the batch's end), which the contract leaves open.
     other_sizes = data.draw(batch_sizes(len(scenario.arrivals)))
     first = run_engine(scenario)
     second = run_engine(scenario, other_sizes)
@@ -505,7 +510,7 @@ def test_engine_any_batch_split_gives_identical_events(scenario: Scenario, data:
     assert_same_totals(second, first)
 
 
-@settings(SETTINGS, max_examples=75)
+@settings(SETTINGS, max_examples=150)
 @given(scenarios(messy=False), st.data())
 def test_engine_pings_shuffled_within_lateness_give_sorted_result(scenario: Scenario, data: st.DataObject) -> None:
     ordered = sorted(scenario.arrivals, key=lambda a: a.ts)
@@ -518,7 +523,7 @@ def test_engine_pings_shuffled_within_lateness_give_sorted_result(scenario: Scen
     assert_same_totals(shuffled_run, sorted_run)
 
 
-@settings(SETTINGS, max_examples=75)
+@settings(SETTINGS, max_examples=150)
 @given(scenarios(), st.data())
 def test_engine_snapshot_restore_midstream_gives_uninterrupted_result(scenario: Scenario, data: st.DataObject) -> None:
     uninterrupted = run_engine(scenario)
