@@ -21,7 +21,7 @@ from geofence.events import Event, EventType
 from geofence.index import FenceIndex
 from geofence.machine import Candidate, Fix, Machine
 from geofence.params import EngineParams
-from geofence.pings import IntArray, PingBatch
+from geofence.pings import FloatArray, IntArray, PingBatch
 from geofence.reorder import NEG_INF, Held, ReorderStage
 
 SNAPSHOT_VERSION = 1
@@ -37,6 +37,16 @@ class Counters:
     duplicate: int = 0
     late: int = 0
     events: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Losses:
+    """Signal losses found in a batch: position of the ping that proves each, device slot,
+    and the batch index of the device's last ping before it (-1: a ping of an earlier batch)."""
+
+    at: IntArray
+    slot: IntArray
+    fix: IntArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +111,12 @@ class Engine:
             self.watermark = max(w0, float(r.ts.max()) - p.max_lateness_s)
         else:
             self.watermark = w0
-        # Devices the watermark has passed without a ping of theirs in this batch.
-        n = len(dev)
-        gone = np.flatnonzero(~dev.lost[:n] & (dev.last_ts[:n] + p.signal_timeout_s < self.watermark))
-        for s in gone.tolist():
-            events += self.machine.lose(s, self._last_fix(s))
-            dev.lost[s] = True
+            # Only the wall clock moved: devices it has passed are lost, in first-seen order.
+            n = len(dev)
+            gone = np.flatnonzero(~dev.lost[:n] & (dev.last_ts[:n] + p.signal_timeout_s < w0))
+            for s in gone.tolist():
+                events += self.machine.lose(s, self._last_fix(s))
+            dev.lost[gone] = True
         for e in events:
             self.counters.events[e.type.value] += 1
         return events
@@ -157,14 +167,31 @@ class Engine:
         self.counters.applied += m
         self.counters.uncertain += int(m - len(ci))
 
-        events: list[Event] = []
-        if interesting.any():
-            events = self._walk(r, np.flatnonzero(interesting), prev, prev_ts, was_lost, newly_lost, certain, pk, fi)
+        # Where in the batch each loss happens: the first ping that lifts W past last_ts + timeout.
+        n = len(dev)
+        last_idx = np.full(n, -1, dtype=np.int64)
+        last_idx[last_slots] = last
+        last_t = dev.last_ts[:n].copy()
+        last_t[last_slots] = ts[last]
+        alive = ~dev.lost[:n]
+        alive[last_slots] = True
+        with np.errstate(invalid="ignore"):
+            cross = np.maximum(np.searchsorted(w_before, last_t + p.signal_timeout_s, side="right"), last_idx + 1)
+        trailing = np.flatnonzero(alive & (cross < m))
+        gaps = np.flatnonzero(newly_lost)
+        gap_at = np.maximum(np.searchsorted(w_before, prev_ts[gaps] + p.signal_timeout_s, side="right"), prev[gaps] + 1)
+        losses = Losses(
+            np.concatenate((gap_at, cross[trailing])),
+            np.concatenate((slot[gaps], trailing)),
+            np.concatenate((prev[gaps], last_idx[trailing])),
+        )
+        events = self._walk(r, np.flatnonzero(interesting), losses, prev_ts, lost_before, certain, pk, fi)
         dev.last_ts[last_slots] = ts[last]
         dev.last_lat[last_slots] = r.lat[last]
         dev.last_lon[last_slots] = r.lon[last]
         dev.extras[last_slots] = r.extras[last]
         dev.lost[last_slots] = False
+        dev.lost[trailing] = True
         return events
 
     def _changed(
@@ -256,59 +283,49 @@ class Engine:
         self,
         r: Held,
         idx: IntArray,
-        prev: IntArray,
-        prev_ts: np.ndarray,
-        was_lost: np.ndarray,
-        newly_lost: np.ndarray,
+        losses: Losses,
+        prev_ts: FloatArray,
+        lost_before: np.ndarray,
         certain: np.ndarray,
         pk: IntArray,
         fi: IntArray,
     ) -> list[Event]:
-        """The per-device state machine, for the pings that can change a state, in order."""
+        """The per-device state machine, in stream order: the pings that can change a state,
+        and each signal loss just before the ping that lifted the watermark past it."""
         dev = self.devices
         events: list[Event] = []
         fence_ids = self.index.ids[fi].tolist()
         bounds = np.searchsorted(pk, np.concatenate((idx, idx + 1)))
         los, his = bounds[: len(idx)].tolist(), bounds[len(idx) :].tolist()
-        rows = zip(
-            idx.tolist(),
-            r.slot[idx].tolist(),
-            r.ts[idx].tolist(),
-            r.lat[idx].tolist(),
-            r.lon[idx].tolist(),
-            r.extras[idx].tolist(),
-            certain[idx].tolist(),
-            (was_lost | newly_lost)[idx].tolist(),
-            los,
-            his,
-            strict=True,
-        )
+        order = np.lexsort((losses.slot, losses.at))
+        loss_rows = list(zip(losses.at[order].tolist(), losses.slot[order].tolist(), losses.fix[order].tolist()))
+        loss_rows.append((len(r) + 1, -1, -1))  # sentinel
+        li = 0
         observe = self.machine.observe
-        for k, s, t, lat, lon, extras, sure, lost, lo, hi in rows:
-            fix = Fix(t, lat, lon, extras)
+        rows = zip(
+            idx.tolist(), r.slot[idx].tolist(), r.ts[idx].tolist(), r.lat[idx].tolist(), r.lon[idx].tolist(),
+            r.extras[idx].tolist(), certain[idx].tolist(), lost_before[idx].tolist(), los, his, strict=True,
+        )  # fmt: skip
+        for k, s, t, lat, lon, extras, sure, lost, lo, hi in [
+            *rows,
+            (len(r), -1, 0.0, 0.0, 0.0, None, False, False, 0, 0),
+        ]:
+            while loss_rows[li][0] <= k:
+                _, ls, j = loss_rows[li]
+                last = (
+                    Fix(float(r.ts[j]), float(r.lat[j]), float(r.lon[j]), r.extras[j]) if j >= 0 else self._last_fix(ls)
+                )
+                events += self.machine.lose(ls, last)
+                li += 1
+            if s < 0:
+                break
             if lost:
-                if newly_lost[k]:
-                    j = int(prev[k])
-                    before = (
-                        Fix(float(r.ts[j]), float(r.lat[j]), float(r.lon[j]), r.extras[j])
-                        if j >= 0
-                        else self._last_fix(s)
-                    )
-                    events += self.machine.lose(s, before)
+                gap = t - float(prev_ts[k])
                 events.append(
-                    Event(
-                        EventType.SIGNAL_RESTORED,
-                        str(dev.ids[s]),
-                        None,
-                        t,
-                        lat,
-                        lon,
-                        gap_s=t - float(prev_ts[k]),
-                        extras=extras,
-                    )
+                    Event(EventType.SIGNAL_RESTORED, str(dev.ids[s]), None, t, lat, lon, gap_s=gap, extras=extras)
                 )
             if sure:
-                events += observe(s, fence_ids[lo:hi], fix)
+                events += observe(s, fence_ids[lo:hi], Fix(t, lat, lon, extras))
         return events
 
     # ------------------------------------------------------------------ results

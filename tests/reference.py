@@ -195,7 +195,7 @@ class Reference:
 
     def _detect_losses(self) -> None:
         """Every device whose silence the watermark proves, not already lost, becomes lost."""
-        for device_id, state in self.devices.items():
+        for device_id, state in sorted(self.devices.items(), key=lambda item: self.first_seen[item[0]]):
             if state.lost or state.last is None:
                 continue
             if not self.watermark > state.last.ts + self.params.signal_timeout_s:
