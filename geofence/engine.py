@@ -298,7 +298,9 @@ class Engine:
         bounds = np.searchsorted(pk, np.concatenate((idx, idx + 1)))
         los, his = bounds[: len(idx)].tolist(), bounds[len(idx) :].tolist()
         order = np.lexsort((losses.slot, losses.at))
-        loss_rows = list(zip(losses.at[order].tolist(), losses.slot[order].tolist(), losses.fix[order].tolist()))
+        loss_rows = list(
+            zip(losses.at[order].tolist(), losses.slot[order].tolist(), losses.fix[order].tolist(), strict=True)
+        )
         loss_rows.append((len(r) + 1, -1, -1))  # sentinel
         li = 0
         observe = self.machine.observe
