@@ -89,7 +89,7 @@ def bench_memory() -> None:
     gc.collect()
     current, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    ledger = len(engine.machine.ledger)
+    ledger = sum(len(f) for f in engine.machine.ledger.values())
     print(
         f"  engine state after {len(w.pings)} pings of {n_devices} devices: {current / 1e6:.1f} MB = "
         f"{current / n_devices:,.0f} bytes per device (incl. {ledger} dwell-ledger rows)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,12 +70,14 @@ class Engine:
         self.machine = Machine(self.devices, self.params.debounce_s)
         self.watermark = NEG_INF
         self.counters = Counters()
+        self.dirty: set[int] = set()  # device slots changed since the last checkpoint()
 
     # ------------------------------------------------------------------ stream input
 
     def process(self, batch: PingBatch, now: float | None = None) -> BatchResult:
         """Take a batch in arrival order; `now` (live only) lets the wall clock move time."""
         slots = self.devices.slots(batch.device_id)
+        self.dirty.update(np.unique(slots).tolist())
         extras = batch.extras if len(batch.extras) else np.full(len(batch), None, dtype=object)
         arrival = self.reorder.arrive(Held(slots, batch.ts, batch.lat, batch.lon, batch.accuracy_m, extras), now=now)
         self.counters.pings += len(batch)
@@ -117,6 +120,7 @@ class Engine:
             for s in gone.tolist():
                 events += self.machine.lose(s, self._last_fix(s))
             dev.lost[gone] = True
+            self.dirty.update(gone.tolist())
         for e in events:
             self.counters.events[e.type.value] += 1
         return events
@@ -192,6 +196,7 @@ class Engine:
         dev.extras[last_slots] = r.extras[last]
         dev.lost[last_slots] = False
         dev.lost[trailing] = True
+        self.dirty.update(trailing.tolist())
         return events
 
     def _changed(
@@ -336,11 +341,13 @@ class Engine:
         """(device, fence) -> (visits, dwell_s); open visits count up to the last ping."""
         dev = self.devices
         out: dict[tuple[str, str], tuple[int, float]] = {}
-        for (s, fence), (visits, dwell) in self.machine.ledger.items():
-            start = self.machine.open_visits(s).get(fence)
-            if start is not None:
-                dwell += float(dev.last_ts[s]) - start
-            out[(str(dev.ids[s]), fence)] = (int(visits), float(dwell))
+        for s, fences in self.machine.ledger.items():
+            visits_open = self.machine.open_visits(s)
+            for fence, (visits, dwell) in fences.items():
+                start = visits_open.get(fence)
+                if start is not None:
+                    dwell += float(dev.last_ts[s]) - start
+                out[(str(dev.ids[s]), fence)] = (int(visits), float(dwell))
         return out
 
     def device_totals(self) -> dict[str, dict[str, float]]:
@@ -365,25 +372,42 @@ class Engine:
 
     def snapshot(self) -> dict[str, Any]:
         """All state as plain JSON-serialisable data, keyed per device."""
+        stream = self._stream_state()
+        stream["devices"] = self._device_records(range(len(self.devices)))
+        return stream
+
+    def checkpoint(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """The stream-wide state, and the records of the devices changed since the last call.
+
+        Together with every earlier checkpoint's device records this is a full snapshot, so a
+        live pipeline writes only what changed.
+        """
+        dirty = sorted(self.dirty)
+        self.dirty.clear()
+        return self._stream_state(), self._device_records(dirty)
+
+    def _device_records(self, slots: Iterable[int]) -> dict[str, dict[str, Any]]:
         dev = self.devices
-        rows = dev.rows(range(len(dev)))
-        for s in range(len(dev)):
+        slots = list(slots)
+        rows = dev.rows(slots)
+        for s in slots:
             rec = rows[str(dev.ids[s])]
             rec["inside"] = dict(self.machine.inside.get(s, {}))
             rec["candidates"] = {
                 f: {"inside": c.inside, "ts": c.fix.ts, "lat": c.fix.lat, "lon": c.fix.lon, "extras": c.fix.extras}
                 for f, c in self.machine.cands.get(s, {}).items()
             }
-            rec["ledger"] = {}
-        for (s, fence), (visits, dwell) in self.machine.ledger.items():
-            rows[str(dev.ids[s])]["ledger"][fence] = [int(visits), float(dwell)]  # type: ignore[index]
+            rec["ledger"] = {f: [int(v), float(d)] for f, (v, d) in self.machine.ledger.get(s, {}).items()}
+        return rows
+
+    def _stream_state(self) -> dict[str, Any]:
+        dev = self.devices
         held = self.reorder.held()
         c = self.counters
         return {
             "version": SNAPSHOT_VERSION,
             "watermark": _finite(self.watermark),
             "max_ts": _finite(self.reorder.max_ts),
-            "devices": rows,
             "held": {
                 "device_id": [str(dev.ids[s]) for s in held.slot.tolist()],
                 "ts": held.ts.tolist(),
@@ -419,8 +443,8 @@ class Engine:
                     f: Candidate(bool(c["inside"]), Fix(float(c["ts"]), float(c["lat"]), float(c["lon"]), c["extras"]))
                     for f, c in rec["candidates"].items()
                 }
-            for fence, (visits, dwell) in rec["ledger"].items():
-                engine.machine.ledger[(s, fence)] = [int(visits), float(dwell)]
+            if rec["ledger"]:
+                engine.machine.ledger[s] = {f: [int(v), float(d)] for f, (v, d) in rec["ledger"].items()}
         h = snap["held"]
         if h["ts"]:
             slots = engine.devices.slots(np.array(h["device_id"], dtype=object))

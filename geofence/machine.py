@@ -42,7 +42,7 @@ class Machine:
         self.debounce_s = debounce_s
         self.inside: dict[int, dict[str, float]] = {}  # slot -> fence id -> visit start
         self.cands: dict[int, dict[str, Candidate]] = {}
-        self.ledger: dict[tuple[int, str], list[float]] = {}  # (slot, fence) -> [visits, closed dwell]
+        self.ledger: dict[int, dict[str, list[float]]] = {}  # slot -> fence -> [visits, closed dwell]
 
     def observe(self, slot: int, observed: Iterable[str], fix: Fix) -> list[Event]:
         """Apply one certain ping showing the device inside exactly the fences observed."""
@@ -89,7 +89,7 @@ class Machine:
         dev = self.devices
         visits = self.inside.setdefault(slot, {})
         device_id = str(dev.ids[slot])
-        entry = self.ledger.setdefault((slot, fence), [0, 0.0])
+        entry = self.ledger.setdefault(slot, {}).setdefault(fence, [0, 0.0])
         if inside:
             if not visits:
                 dev.covered_since[slot] = at.ts
@@ -102,7 +102,7 @@ class Machine:
         dev = self.devices
         visits = self.inside[slot]
         dwell = at.ts - visits.pop(fence)
-        self.ledger[(slot, fence)][1] += dwell
+        self.ledger[slot][fence][1] += dwell
         if not visits:
             del self.inside[slot]
             dev.covered_s[slot] += at.ts - dev.covered_since[slot]

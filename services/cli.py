@@ -1,11 +1,16 @@
-"""The `hotspots` command."""
+"""The `hotspots` command. Every Settings field is also a flag: --debounce-s is HOTSPOTS_DEBOUNCE_S."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -14,13 +19,27 @@ from ingest.geojson_fences import FenceFileError
 from services.replay import replay
 from services.settings import Settings
 
+#: The SEMANTICS.md parameters: the flags shared by the live service and the offline replay.
+ENGINE_FIELDS = ("debounce_s", "max_accuracy_m", "signal_timeout_s", "max_lateness_s")
 
-def _engine_flags(p: argparse.ArgumentParser) -> None:
-    """The SEMANTICS.md parameters; unset flags fall back to HOTSPOTS_* then the defaults."""
-    p.add_argument("--debounce-s", type=float, help="seconds a new state must hold (default 0)")
-    p.add_argument("--max-accuracy-m", type=float, help="less accurate fixes change no state (default 100)")
-    p.add_argument("--signal-timeout-s", type=float, help="silence before a device is lost (default 300)")
-    p.add_argument("--max-lateness-s", type=float, help="out-of-order tolerance (default 30)")
+
+def _add_settings_flags(p: argparse.ArgumentParser, names: Sequence[str]) -> None:
+    """One flag per Settings field; unset flags fall back to HOTSPOTS_* and then the default."""
+    for name in names:
+        info = Settings.model_fields[name]
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{info.description or name} (env HOTSPOTS_{name.upper()}, default {info.default})"
+        annotation = info.annotation
+        if annotation is bool:
+            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            continue
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if typing.get_origin(annotation) is typing.Literal:
+            p.add_argument(flag, dest=name, choices=args, default=None, help=help_text)
+            continue
+        base = args[0] if args else annotation
+        kind: Any = base if base in (int, float, Path) else str
+        p.add_argument(flag, dest=name, type=kind, default=None, help=help_text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,30 +47,100 @@ def _parser() -> argparse.ArgumentParser:
         prog="hotspots", description="Hot spot patrol tracking: geofence events and dwell."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the service: Kafka matcher and HTTP API")
+    _add_settings_flags(run, list(Settings.model_fields))
+
+    sim = sub.add_parser("simulate", help="send live patrol traffic (current timestamps) to Kafka or HTTP")
+    sim.add_argument("--fences", type=Path, default=Path("samples/fences.geojson"), help="hot spots to patrol")
+    sim.add_argument("--devices", type=int, default=20, help="officers (radios) to simulate")
+    sim.add_argument("--rate", type=float, default=2.0, help="pings per second, all devices together")
+    sim.add_argument("--duration-s", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    sim.add_argument("--kafka-bootstrap", help="send to this Kafka instead of HTTP")
+    sim.add_argument("--url", default="http://127.0.0.1:8000", help="the service's HTTP API")
+    sim.add_argument("--topic", default="pings", help="Kafka topic of pings")
+    sim.add_argument("--api-key", help="key with the ingest role (env HOTSPOTS_API_KEY)")
+    sim.add_argument("--seed", type=int, default=1, help="random seed")
+
     rp = sub.add_parser("replay", help="run the geofence engine over a CSV of pings", description=replay.__doc__)
     rp.add_argument("--fences", type=Path, required=True, help="GeoJSON FeatureCollection of hot spots")
     rp.add_argument("--pings", type=Path, required=True, help="CSV with device_id,timestamp,lat,lon[,accuracy_m]")
     rp.add_argument("--out", type=Path, help="events JSONL (default: stdout)")
     rp.add_argument("--dwell-out", type=Path, help="CSV of device_id,fence_id,visits,dwell_s")
     rp.add_argument("--devices-out", type=Path, help="CSV of per-device active/inside/outside/lost seconds")
-    _engine_flags(rp)
+    rp.add_argument("--partitions", type=int, default=1, help="split devices as a topic of N partitions does")
+    _add_settings_flags(rp, ENGINE_FIELDS)
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.build(
-        {
-            "debounce_s": args.debounce_s,
-            "max_accuracy_m": args.max_accuracy_m,
-            "signal_timeout_s": args.signal_timeout_s,
-            "max_lateness_s": args.max_lateness_s,
-        }
-    )
+    if args.command != "run":  # replay and simulate share only the engine flags
+        return Settings.build({name: getattr(args, name, None) for name in ENGINE_FIELDS})
+    return Settings.build({name: getattr(args, name) for name in Settings.model_fields})
 
 
 def _fail(message: str) -> int:
     print(f"hotspots: error: {message}", file=sys.stderr)
     return 2
+
+
+def _report(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    for path in (args.out, args.dwell_out, args.devices_out):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.out is None:
+            summary = replay(
+                args.fences, args.pings, settings.engine, sys.stdout, _report, args.dwell_out, args.devices_out,
+                partitions=args.partitions,
+            )  # fmt: skip
+        else:
+            with args.out.open("w", encoding="utf-8") as out:
+                summary = replay(
+                    args.fences, args.pings, settings.engine, out, _report, args.dwell_out, args.devices_out,
+                    partitions=args.partitions,
+                )  # fmt: skip
+    except (FenceFileError, CsvError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+    _report(summary.line())
+    return 0
+
+
+def _run(settings: Settings) -> int:
+    from services.run import run_service  # the service's imports are heavier than replay's
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(run_service(settings))
+    except (FenceFileError, OSError) as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from services.simulate import SimulateOptions, simulate
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.devices < 1 or args.rate <= 0:
+        return _fail("--devices must be >= 1 and --rate > 0")
+    opts = SimulateOptions(
+        fences=args.fences, devices=args.devices, rate=args.rate, duration_s=args.duration_s,
+        kafka_bootstrap=args.kafka_bootstrap, url=args.url, topic=args.topic,
+        api_key=args.api_key or os.environ.get("HOTSPOTS_API_KEY"), seed=args.seed,
+    )  # fmt: skip
+    try:
+        asyncio.run(simulate(opts))
+    except KeyboardInterrupt:
+        return 0
+    except (OSError, RuntimeError, ValueError) as exc:
+        return _fail(str(exc))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,29 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         first = exc.errors()[0]
         return _fail(f"{first['loc'][0]}: {first['msg']}")
-
-    def report(line: str) -> None:
-        print(line, file=sys.stderr)
-
-    for path in (args.out, args.dwell_out, args.devices_out):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        if args.out is None:
-            summary = replay(
-                args.fences, args.pings, settings.engine, sys.stdout, report, args.dwell_out, args.devices_out
-            )
-        else:
-            with args.out.open("w", encoding="utf-8") as out:
-                summary = replay(
-                    args.fences, args.pings, settings.engine, out, report, args.dwell_out, args.devices_out
-                )
-    except (FenceFileError, CsvError) as exc:
-        return _fail(str(exc))
-    except OSError as exc:
-        return _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
-    report(summary.line())
-    return 0
+    if args.command == "replay":
+        return _replay(args, settings)
+    if args.command == "simulate":
+        return _simulate(args)
+    return _run(settings)
 
 
 if __name__ == "__main__":

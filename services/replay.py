@@ -14,10 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
+from aiokafka.partitioner import murmur2
+
 from geofence.engine import Engine
 from geofence.events import Event
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
+from geofence.pings import IntArray
 from ingest.csv_pings import read_ping_csv
 from ingest.geojson_fences import load_fences
 
@@ -57,53 +61,88 @@ def replay(
     report: Report,
     dwell_out: Path | None = None,
     devices_out: Path | None = None,
+    partitions: int = 1,
 ) -> ReplaySummary:
-    """Run the engine over a pings file; bad and late rows are reported with line numbers."""
+    """Run the engine over a pings file; bad and late rows are reported with line numbers.
+
+    With partitions > 1 the devices are split as Kafka's default partitioner splits a topic of
+    that many partitions, each with its own engine (and event time), exactly as the live
+    matcher runs: the same input then gives the same events offline and live.
+    """
     started = time.perf_counter()
     fences = load_fences(fences_path)
     for fence in fences:
         for warning in fence.warnings:
             report(f"warning: {warning}")
-    engine = Engine(FenceIndex(fences), params)
+    index = FenceIndex(fences)
+    engines = [Engine(index, params) for _ in range(partitions)]
+    partition_of: dict[str, int] = {}
     rows = bad = events = 0
     for chunk in read_ping_csv(pings_path):
         rows += len(chunk.batch) + len(chunk.errors)
         bad += len(chunk.errors)
         for error in chunk.errors:
             report(f"{pings_path}:{error.line}: {error.reason}")
-        result = engine.process(chunk.batch)
-        for i in result.late.tolist():
-            report(
-                f"{pings_path}:{chunk.lines[i]}: late: more than {params.max_lateness_s:g} s behind the latest ping "
-                f"of device {chunk.batch.device_id[i]!r}, not applied"
-            )
-        write_events(result.events, events_out)
-        events += len(result.events)
-    final = engine.flush()
-    write_events(final, events_out)
-    events += len(final)
+        for engine, rows_of_engine in _split(chunk.batch.device_id, engines, partition_of):
+            batch = chunk.batch if rows_of_engine is None else chunk.batch.take(rows_of_engine)
+            result = engine.process(batch)
+            for i in result.late.tolist():
+                line = chunk.lines[i if rows_of_engine is None else int(rows_of_engine[i])]
+                report(
+                    f"{pings_path}:{line}: late: more than {params.max_lateness_s:g} s behind the latest ping "
+                    f"of device {batch.device_id[i]!r}, not applied"
+                )
+            write_events(result.events, events_out)
+            events += len(result.events)
+    for engine in engines:
+        final = engine.flush()
+        write_events(final, events_out)
+        events += len(final)
     if dwell_out is not None:
-        write_dwell(engine, dwell_out)
+        write_dwell(engines, dwell_out)
     if devices_out is not None:
-        write_device_totals(engine, devices_out)
-    c = engine.counters
-    return ReplaySummary(rows, bad, c.applied, c.uncertain, c.duplicate, c.late, events, time.perf_counter() - started)
+        write_device_totals(engines, devices_out)
+    counts = [e.counters for e in engines]
+    return ReplaySummary(
+        rows, bad, sum(c.applied for c in counts), sum(c.uncertain for c in counts),
+        sum(c.duplicate for c in counts), sum(c.late for c in counts), events, time.perf_counter() - started,
+    )  # fmt: skip
 
 
-def write_dwell(engine: Engine, path: Path) -> None:
+def partition_for(device_id: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives a message keyed by device_id."""
+    return int(murmur2(device_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def _split(
+    device_ids: np.ndarray, engines: list[Engine], partition_of: dict[str, int]
+) -> list[tuple[Engine, IntArray | None]]:
+    """Each engine with the rows of its partition (None: all rows, the one-partition case)."""
+    if len(engines) == 1:
+        return [(engines[0], None)]
+    n = len(engines)
+    parts = np.fromiter(
+        (partition_of.setdefault(d, partition_for(d, n)) for d in device_ids.tolist()), np.int64, len(device_ids)
+    )
+    return [(engines[p], np.flatnonzero(parts == p)) for p in range(n)]
+
+
+def write_dwell(engines: list[Engine], path: Path) -> None:
     """device_id,fence_id,visits,dwell_s over the whole input, sorted for easy diffing."""
+    totals = {k: v for e in engines for k, v in e.dwell_totals().items()}
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["device_id", "fence_id", "visits", "dwell_s"])
-        for (device, fence), (visits, dwell) in sorted(engine.dwell_totals().items()):
+        for (device, fence), (visits, dwell) in sorted(totals.items()):
             w.writerow([device, fence, visits, f"{dwell:.3f}"])
 
 
-def write_device_totals(engine: Engine, path: Path) -> None:
+def write_device_totals(engines: list[Engine], path: Path) -> None:
     """Per device: pings and seconds active, inside any fence, outside all fences, lost."""
+    totals = {k: v for e in engines for k, v in e.device_totals().items()}
     cols = ["pings", "active_s", "inside_s", "outside_s", "lost_s"]
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["device_id", *cols])
-        for device, totals in sorted(engine.device_totals().items()):
-            w.writerow([device, int(totals["pings"]), *(f"{totals[c]:.3f}" for c in cols[1:])])
+        for device, t in sorted(totals.items()):
+            w.writerow([device, int(t["pings"]), *(f"{t[c]:.3f}" for c in cols[1:])])

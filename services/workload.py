@@ -82,6 +82,56 @@ def make_workload(
     return Workload(fences, make_pings(fences, n_devices, duration_s, rng, **track_options))
 
 
+@dataclass(frozen=True, slots=True)
+class Patrol:
+    """One officer's movements: waypoints in seconds from the start, and radio gaps."""
+
+    t: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+    gaps: np.ndarray  # (n, 2) start, end of radio silences
+
+    def at(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """True positions (lon, lat) at times t."""
+        return np.interp(t, self.t, self.lon), np.interp(t, self.t, self.lat)
+
+    def heard(self, t: np.ndarray) -> np.ndarray:
+        """Which of the times t fall outside every radio gap."""
+        ok = np.ones(len(t), dtype=bool)
+        for g0, g1 in self.gaps:
+            ok &= ~((t > g0) & (t < g1))
+        return ok
+
+
+def plan_patrols(
+    fences: dict[str, Any], n_devices: int, duration_s: float, rng: np.random.Generator, gaps_per_hour: float = 0.3
+) -> list[Patrol]:
+    """Officers on foot (70%) or in cars, each visiting near hot spots for 10-15 minutes."""
+    centres = np.array([np.mean(f["geometry"]["coordinates"][0][:-1], axis=0) for f in fences["features"]])
+    dx, dy = _deg_per_m(float(centres[:, 1].mean()))
+    patrols = []
+    for _ in range(n_devices):
+        speed = DRIVE_MPS if rng.random() < 0.3 else WALK_MPS
+        t, x, y = _route(rng, centres, duration_s, speed, dx, dy)
+        starts = rng.uniform(0, duration_s, rng.poisson(gaps_per_hour * duration_s / 3600))
+        gaps = np.column_stack((starts, starts + rng.uniform(120.0, 900.0, len(starts))))
+        patrols.append(Patrol(t, x, y, gaps))
+    return patrols
+
+
+def noisy_fixes(
+    lon: np.ndarray, lat: np.ndarray, rng: np.random.Generator, low_accuracy_rate: float = 0.03
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GPS fixes of true positions: 4-15 m accuracy, and some 150-500 m fixes that are as bad."""
+    n = len(lon)
+    dx, dy = _deg_per_m(float(np.mean(lat)) if n else 51.5)
+    acc = rng.uniform(4.0, 15.0, n)
+    bad = rng.random(n) < low_accuracy_rate
+    acc[bad] = rng.uniform(150.0, 500.0, int(bad.sum()))
+    err = np.where(bad, acc, acc / 2)
+    return lon + rng.normal(0, 1, n) * err * dx, lat + rng.normal(0, 1, n) * err * dy, acc
+
+
 def make_pings(
     fences: dict[str, Any],
     n_devices: int,
@@ -94,32 +144,18 @@ def make_pings(
     gaps_per_hour: float = 0.3,
 ) -> PingBatch:
     """Every device's pings over duration_s, merged into one ts-ordered stream."""
-    centres = np.array([np.mean(f["geometry"]["coordinates"][0][:-1], axis=0) for f in fences["features"]])
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("dev", "ts", "lat", "lon", "acc")}
-    dx, dy = _deg_per_m(float(centres[:, 1].mean()))
-    for d in range(n_devices):
-        speed = DRIVE_MPS if rng.random() < 0.3 else WALK_MPS
-        t_way, x_way, y_way = _route(rng, centres, duration_s, speed, dx, dy)
+    for d, patrol in enumerate(plan_patrols(fences, n_devices, duration_s, rng, gaps_per_hour)):
         n = int(duration_s / interval_s)
         ts = np.sort(rng.uniform(0, duration_s, n))
-        x = np.interp(ts, t_way, x_way)
-        y = np.interp(ts, t_way, y_way)
-        acc = rng.uniform(4.0, 15.0, n)
-        bad = rng.random(n) < low_accuracy_rate
-        acc[bad] = rng.uniform(150.0, 500.0, int(bad.sum()))
-        err = np.where(bad, acc, acc / 2)
-        x += rng.normal(0, 1, n) * err * dx
-        y += rng.normal(0, 1, n) * err * dy
-        keep = np.ones(n, dtype=bool)
-        for _ in range(rng.poisson(gaps_per_hour * duration_s / 3600)):
-            g0 = rng.uniform(0, duration_s)
-            keep &= ~((ts > g0) & (ts < g0 + rng.uniform(120.0, 900.0)))
+        x, y, acc = noisy_fixes(*patrol.at(ts), rng, low_accuracy_rate)
+        keep = patrol.heard(ts)
         cols["dev"].append(np.full(int(keep.sum()), d))
         for key, arr in (("ts", ts), ("lat", y), ("lon", x), ("acc", acc)):
             cols[key].append(arr[keep])
     merged = {k: np.concatenate(v) for k, v in cols.items()}
     order = np.argsort(merged["ts"], kind="stable")
-    names = np.array([f"R{d:05d}" for d in range(n_devices)], dtype=object)
+    names = np.array([device_name(d) for d in range(n_devices)], dtype=object)
     return PingBatch(
         device_id=names[merged["dev"][order]],
         ts=np.round(merged["ts"][order] + start_ts, 3),
@@ -127,6 +163,11 @@ def make_pings(
         lon=np.round(merged["lon"][order], 7),
         accuracy_m=np.round(merged["acc"][order], 1),
     )
+
+
+def device_name(d: int) -> str:
+    """Radio ids of simulated officers."""
+    return f"R{d:05d}"
 
 
 def _route(
@@ -144,9 +185,9 @@ def _route(
             xs.append(centres[k, 0] + rng.normal(0, 8) * dx)
             ys.append(centres[k, 1] + rng.normal(0, 8) * dy)
         dist = np.hypot((centres[:, 0] - centres[k, 0]) / dx, (centres[:, 1] - centres[k, 1]) / dy)
-        near = np.argsort(dist)[1:6]
+        near = np.argsort(dist)[1 : min(6, len(centres))] if len(centres) > 1 else np.array([k])
         k = int(rng.choice(near))
-        t += max(dist[k] / speed, 60.0)
+        t += max(float(dist[k]) / speed, 60.0)
         ts.append(t)
         xs.append(centres[k, 0])
         ys.append(centres[k, 1])

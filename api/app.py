@@ -1,0 +1,21 @@
+"""The FastAPI application: thin routes over the service context."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api.context import ServiceContext
+from api.routes import health, pings
+
+
+def create_app(ctx: ServiceContext) -> FastAPI:
+    """An app bound to one running service; nothing is read from module globals."""
+    app = FastAPI(
+        title="Hotspot Tracker",
+        version="0.1.0",
+        description="Geofence events and dwell for hot spots policing.",
+    )
+    app.state.ctx = ctx
+    app.include_router(health.router)
+    app.include_router(pings.router)
+    return app
