@@ -196,6 +196,7 @@ class Engine:
         dev.extras[last_slots] = r.extras[last]
         dev.lost[last_slots] = False
         dev.lost[trailing] = True
+        self.dirty.update(last_slots.tolist())
         self.dirty.update(trailing.tolist())
         return events
 

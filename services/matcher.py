@@ -44,7 +44,7 @@ from ingest.ping_message import parse_messages
 from sqlalchemy.exc import SQLAlchemyError
 
 from geofence.engine import Engine
-from geofence.events import Event
+from geofence.events import Event, EventType
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
 from services.metrics import Metrics
@@ -95,7 +95,6 @@ class Outbox:
 
     events: list[Event] = field(default_factory=list)
     dlq: list[tuple[bytes | None, bytes]] = field(default_factory=list)
-    sent_at: dict[tuple[str, float], float] = field(default_factory=dict)  # ping -> Kafka timestamp
 
 
 def fingerprint(record: ConsumerRecord[bytes, bytes]) -> str:
@@ -412,8 +411,6 @@ class Matcher:
         m.pings_rejected.labels(reason="late").inc(len(result.late))
         m.pings_duplicate.inc(len(result.duplicate))
         outbox.events += result.events
-        for i, ts, device in zip(source, batch.ts.tolist(), batch.device_id.tolist(), strict=True):
-            outbox.sent_at[(device, ts)] = records[i].timestamp / 1000.0
         last = records[-1]
         part.next_offset = last.offset + 1
         part.fingerprint = fingerprint(last)
@@ -447,9 +444,8 @@ class Matcher:
         now = time.time()
         for e in outbox.events:
             self.metrics.events.labels(type=e.type.value).inc()
-            sent = outbox.sent_at.get((e.device_id, e.ts))
-            if sent is not None:
-                self.metrics.ping_to_event_seconds.observe(max(now - sent, 0.0))
+            if e.type is not EventType.SIGNAL_LOST:  # a loss is stamped with the last ping, not a new one
+                self.metrics.ping_to_event_seconds.observe(max(now - e.ts, 0.0))
 
     async def _checkpoint(self, partitions: Sequence[int]) -> dict[TopicPartition, int]:
         """Step 3 of the commit order; call with the lock held and nothing pending.
@@ -463,6 +459,8 @@ class Matcher:
         offsets: dict[TopicPartition, int] = {}
         for p in partitions:
             part = self.parts[p]
+            if part.next_offset == part.checkpointed_offset and not part.engine.dirty:
+                continue  # nothing consumed or changed since the last checkpoint
             stream, devices = part.engine.checkpoint()
             await self.store.save_checkpoint(
                 Checkpoint(self.group, self.pings_topic, p, part.next_offset, part.fingerprint, stream, devices)

@@ -30,7 +30,7 @@ class Metrics:
         )
         self.ping_to_event_seconds = Histogram(
             "hotspots_ping_to_event_seconds",
-            "From a ping's Kafka timestamp to its event being produced",
+            "From the fix (the event's ts) to its event acked by Kafka; includes the lateness hold and debounce",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     topic_pings: str = "pings"
     topic_events: str = "geofence-events"
     topic_dlq: str = "pings-dlq"
-    partitions: int = Field(3, ge=1, description="partitions of topics the service creates")
+    partitions: int = Field(4, ge=1, description="partitions of topics the service creates (Tansu auto-creates 4)")
     checkpoint_interval_s: float = Field(1.0, gt=0, description="how often engine state and offsets are saved")
     max_body_bytes: int = Field(5 * 1024 * 1024, gt=0, description="largest POST /v1/pings body accepted")
 

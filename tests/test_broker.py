@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.broker import BrokerError, EmbeddedBroker, ensure_topics
+from services.broker import STOP_GRACE_S, BrokerError, EmbeddedBroker, ensure_topics
 
 
 def _name(prefix: str) -> str:
@@ -67,6 +68,24 @@ async def test_embedded_broker_restart_same_port_comes_back_empty():
         assert await _partitions(b.bootstrap) == {}
 
 
+async def test_embedded_broker_restart_under_connected_client_is_quick_and_client_recovers():
+    async with EmbeddedBroker() as b:
+        topic = _name("outage")
+        await ensure_topics(b.bootstrap, {topic: 1})
+        producer = AIOKafkaProducer(bootstrap_servers=b.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"before")
+            started = time.monotonic()
+            await b.restart()  # Tansu would wait 5 s for the connected producer: we kill after the grace
+            assert time.monotonic() - started < STOP_GRACE_S + 2
+            await ensure_topics(b.bootstrap, {topic: 1})
+            meta = await asyncio.wait_for(producer.send_and_wait(topic, b"after"), 10)
+            assert meta.offset == 0  # a new, empty log
+        finally:
+            await producer.stop()
+
+
 async def test_embedded_broker_port_taken_raises_without_leftover():
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))  # bound, not listening: the broker's bind fails, connects are refused
@@ -115,7 +134,13 @@ async def test_embedded_broker_group_consumer_reads_what_was_produced(broker):
     finally:
         await producer.stop()
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=broker.bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False
+        topic,
+        bootstrap_servers=broker.bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=2000,  # Tansu answers the first JoinGroup after session_timeout / 2
+        heartbeat_interval_ms=500,
     )
     await consumer.start()
     try:
