@@ -40,13 +40,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
-from ingest.ping_message import parse_messages
 from sqlalchemy.exc import SQLAlchemyError
 
 from geofence.engine import Engine
 from geofence.events import Event, EventType
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
+from ingest.ping_message import parse_messages
 from services.metrics import Metrics
 from services.store import Checkpoint, Store
 
