@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench sample clean
+.PHONY: run replay test lint bench sample clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/hotspots run --fences samples/fences.geojson
+
+replay: $(STAMP)
 	$(BIN)/hotspots replay --fences samples/fences.geojson --pings samples/pings.csv \
 		--out var/sample-events.jsonl --dwell-out var/sample-dwell.csv --devices-out var/sample-devices.csv
 	@echo "events: var/sample-events.jsonl  dwell: var/sample-dwell.csv  per device: var/sample-devices.csv"
