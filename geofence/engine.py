@@ -68,6 +68,7 @@ class Engine:
         self.devices = DeviceTable()
         self.reorder = ReorderStage(self.devices, self.params.max_lateness_s)
         self.machine = Machine(self.devices, self.params.debounce_s)
+        self.machine.fence_version = index.version
         self.watermark = NEG_INF
         self.counters = Counters()
         self.dirty: set[int] = set()  # device slots changed since the last checkpoint()
@@ -97,9 +98,22 @@ class Engine:
         self.reorder.max_ts = float(np.nanmax(self.devices.latest_seen[: len(self.devices)], initial=NEG_INF))
         return self._apply(released, None)
 
-    def set_index(self, index: FenceIndex) -> None:
-        """Swap in a new fence snapshot; the next batch sees only the new fences."""
+    def set_index(self, index: FenceIndex) -> list[Event]:
+        """Swap in a new fence snapshot; the next batch sees only the new fences.
+
+        Visits in fences the new snapshot lacks end with EXIT reason fence_removed at the
+        device's last ping (the last evidence of it being there). A changed geometry needs
+        nothing here: the device's next ping is matched against the new shape.
+        """
         self.index = index
+        self.machine.fence_version = index.version
+        events: list[Event] = []
+        for s in sorted(set(self.machine.inside) | set(self.machine.cands)):
+            events += self.machine.remove_fences(s, index.position, self._last_fix(s))
+            self.dirty.add(s)
+        for e in events:
+            self.counters.events[e.type.value] += 1
+        return events
 
     # ------------------------------------------------------------------ state machine
 

@@ -49,6 +49,7 @@ class Event(NamedTuple):
     gap_s: float | None = None
     gap_start: float | None = None
     extras: Mapping[str, Any] | None = None
+    fence_version: int | None = None  # version of the fence set the event was matched against
 
     @property
     def event_id(self) -> str:
@@ -70,6 +71,8 @@ class Event(NamedTuple):
             out["reason"] = self.reason.value if self.reason else None
         if self.type is EventType.SIGNAL_RESTORED:
             out["gap_s"] = _seconds(self.gap_s)
+        if self.fence_version is not None and self.fence_id is not None:
+            out["fence_version"] = self.fence_version
         if self.type is EventType.SIGNAL_LOST:
             out["gap_start"] = format_ts(self.gap_start if self.gap_start is not None else self.ts)
         if self.extras:

@@ -46,7 +46,7 @@ class FenceIndex:
         "version",
     )
 
-    def __init__(self, fences: Iterable[Fence], version: int = 0) -> None:
+    def __init__(self, fences: Iterable[Fence], version: int | None = None) -> None:
         self.fences: tuple[Fence, ...] = tuple(fences)
         self.version = version
         ids = np.empty(len(self.fences), dtype=object)

@@ -7,7 +7,7 @@ these states untouched by construction (see engine.py).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -43,6 +43,7 @@ class Machine:
         self.inside: dict[int, dict[str, float]] = {}  # slot -> fence id -> visit start
         self.cands: dict[int, dict[str, Candidate]] = {}
         self.ledger: dict[int, dict[str, list[float]]] = {}  # slot -> fence -> [visits, closed dwell]
+        self.fence_version: int | None = None  # of the index in use, stamped on enter/exit events
 
     def observe(self, slot: int, observed: Iterable[str], fix: Fix) -> list[Event]:
         """Apply one certain ping showing the device inside exactly the fences observed."""
@@ -95,7 +96,10 @@ class Machine:
                 dev.covered_since[slot] = at.ts
             visits[fence] = at.ts
             entry[0] += 1
-            return Event(EventType.ENTER, device_id, fence, at.ts, at.lat, at.lon, extras=at.extras)
+            return Event(
+                EventType.ENTER, device_id, fence, at.ts, at.lat, at.lon, extras=at.extras,
+                fence_version=self.fence_version,
+            )  # fmt: skip
         return self._close(slot, fence, at, ExitReason.LEFT)
 
     def _close(self, slot: int, fence: str, at: Fix, reason: ExitReason) -> Event:
@@ -117,7 +121,22 @@ class Machine:
             dwell_s=dwell,
             reason=reason,
             extras=at.extras,
+            fence_version=self.fence_version,
         )
+
+    def remove_fences(self, slot: int, known: Container[str], last: Fix) -> list[Event]:
+        """Fences no longer in the index: open visits end at the last fix, candidates go."""
+        events = [
+            self._close(slot, f, last, ExitReason.FENCE_REMOVED)
+            for f in sorted(self.inside.get(slot, {}))
+            if f not in known
+        ]
+        cands = self.cands.get(slot)
+        if cands:
+            for f in [f for f in cands if f not in known]:
+                del cands[f]
+            self._note_pending(slot)
+        return events
 
     def lose(self, slot: int, last: Fix) -> list[Event]:
         """Signal lost: close open visits at the last fix, drop candidates, report the loss."""
