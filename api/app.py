@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.context import ServiceContext
-from api.routes import health, pings
+from api.routes import audit, fences, health, pings
 
 
 def create_app(ctx: ServiceContext) -> FastAPI:
@@ -18,4 +18,6 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.state.ctx = ctx
     app.include_router(health.router)
     app.include_router(pings.router)
+    app.include_router(fences.router)
+    app.include_router(audit.router)
     return app

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
+from services.access import RateLimiter
 from services.matcher import Health
 from services.metrics import Metrics
 from services.settings import Settings
@@ -22,3 +23,4 @@ class ServiceContext:
     health: Health = field(default_factory=Health)
     producer: AIOKafkaProducer | None = None  # for HTTP ingest; None until the broker is reachable
     matcher_running: bool = False
+    limiter: RateLimiter = field(default_factory=RateLimiter)

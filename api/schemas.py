@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 
@@ -15,3 +17,24 @@ class IngestResult(BaseModel):
     accepted: int = Field(description="pings validated and written to Kafka")
     rejected: int
     errors: list[RejectedPing]
+
+
+class FenceChange(BaseModel):
+    version: int = Field(description="the fence-set version after the change; events carry it")
+    fences: list[str] = Field(description="ids of the fences changed")
+    warnings: list[str] = Field(description="e.g. fences larger than a micro-place")
+
+
+class AuditEntry(BaseModel):
+    id: int
+    ts: float = Field(description="epoch seconds")
+    key_id: str
+    role: str
+    action: str
+    target: str | None
+    detail: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    next_after: int | None = Field(description="pass as `after` for the next page; null at the end")

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from ingest.csv_pings import CsvError
 from ingest.geojson_fences import FenceFileError
+from services.access import Role
 from services.replay import replay
 from services.settings import Settings
 
@@ -51,6 +52,17 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the service: Kafka matcher and HTTP API")
     _add_settings_flags(run, list(Settings.model_fields))
 
+    keys = sub.add_parser("keys", help="create, list and revoke API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; the key is the last word printed")
+    create.add_argument("--role", required=True, choices=[r.value for r in Role], help="what the key may do")
+    create.add_argument("--name", default="", help="who or what holds it, for the audit log")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
+    for p in (create, revoke, listing):
+        _add_settings_flags(p, ["data_dir", "database_url"])
+
     sim = sub.add_parser("simulate", help="send live patrol traffic (current timestamps) to Kafka or HTTP")
     sim.add_argument("--fences", type=Path, default=Path("samples/fences.geojson"), help="hot spots to patrol")
     sim.add_argument("--devices", type=int, default=20, help="officers (radios) to simulate")
@@ -74,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    if args.command == "keys":
+        return Settings.build({name: getattr(args, name) for name in ("data_dir", "database_url")})
     if args.command != "run":  # replay and simulate share only the engine flags
         return Settings.build({name: getattr(args, name, None) for name in ENGINE_FIELDS})
     return Settings.build({name: getattr(args, name) for name in Settings.model_fields})
@@ -143,6 +157,24 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from services.keys import create_key, list_keys, revoke_key
+    from services.store import database_url
+
+    url = database_url(settings.database_url, settings.data_dir)
+    if args.keys_command == "create":
+        name = args.name or f"{args.role} key"
+        token = asyncio.run(create_key(url, Role(args.role), name))
+        print(f"created {args.role} key for {name!r}; it is shown only now:")
+        print(token)
+    elif args.keys_command == "list":
+        for line in asyncio.run(list_keys(url)):
+            print(line)
+    elif not asyncio.run(revoke_key(url, args.key_id)):
+        return _fail(f"no active key {args.key_id!r}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -154,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _replay(args, settings)
     if args.command == "simulate":
         return _simulate(args)
+    if args.command == "keys":
+        return _keys(args, settings)
     return _run(settings)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -82,6 +83,32 @@ checkpoint_devices = sa.Table(
         name="checkpoint_devices_checkpoint_fk",
         ondelete="CASCADE",
     ),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("secret_hash", sa.Text, nullable=False),  # SHA-256 of the secret; the secret is never stored
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+#: Who read or changed what, when: every read of a device's presence or history, every change.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("key_id", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),  # e.g. "GET /v1/presence/devices/{id}"
+    sa.Column("target", sa.Text, nullable=True),  # the device or fence concerned
+    sa.Column("detail", sa.JSON, nullable=True),  # query parameters, result size
+    sa.Index("audit_log_ts", "ts"),
+    sa.Index("audit_log_target_ts", "target", "ts"),
 )
 
 _CP_KEY = ("consumer_group", "topic", "partition")
@@ -289,6 +316,70 @@ class Store:
         )
         version: int = (await conn.execute(stmt)).scalar_one()
         return version
+
+    # ------------------------------------------------------------------ keys and audit
+
+    async def add_api_key(self, key_id: str, name: str, role: str, secret_hash: str) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                sa.insert(api_keys).values(
+                    key_id=key_id, name=name, role=role, secret_hash=secret_hash, created_at=time.time()
+                )
+            )
+
+    async def find_api_key(self, key_id: str) -> sa.Row[Any] | None:
+        """The key's row if it exists and is not revoked."""
+        async with self._read() as conn:
+            query = sa.select(api_keys).where((api_keys.c.key_id == key_id) & api_keys.c.revoked_at.is_(None))
+            return (await conn.execute(query)).one_or_none()
+
+    async def list_api_keys(self) -> list[Any]:
+        async with self._read() as conn:
+            query = sa.select(api_keys.c.key_id, api_keys.c.name, api_keys.c.role, api_keys.c.created_at,
+                              api_keys.c.revoked_at).order_by(api_keys.c.created_at)  # fmt: skip
+            return list((await conn.execute(query)).all())
+
+    async def revoke_api_key(self, key_id: str) -> bool:
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.update(api_keys)
+                .where((api_keys.c.key_id == key_id) & api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            )
+            return bool(result.rowcount)
+
+    async def audit(
+        self, key_id: str, role: str, action: str, target: str | None, detail: dict[str, Any] | None = None
+    ) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                sa.insert(audit_log).values(
+                    ts=time.time(), key_id=key_id, role=role, action=action, target=target, detail=detail
+                )
+            )
+
+    async def audit_entries(
+        self, *, since: float | None = None, until: float | None = None, target: str | None = None,
+        key_id: str | None = None, after_id: int = 0, limit: int = 100,
+    ) -> list[sa.Row[Any]]:  # fmt: skip
+        """Audit entries oldest first, paged by id."""
+        c = audit_log.c
+        query = sa.select(audit_log).where(c.id > after_id).order_by(c.id).limit(limit)
+        if since is not None:
+            query = query.where(c.ts >= since)
+        if until is not None:
+            query = query.where(c.ts < until)
+        if target is not None:
+            query = query.where(c.target == target)
+        if key_id is not None:
+            query = query.where(c.key_id == key_id)
+        async with self._read() as conn:
+            return list((await conn.execute(query)).all())
+
+    async def fence_version(self) -> int:
+        """The current fence-set version: cheap, for matchers polling for changes."""
+        async with self._read() as conn:
+            return await self._version(conn)
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -1,5 +1,8 @@
 """Shared fixtures.
 
+``db_url`` / ``store``: a fresh empty store, once on SQLite and once on a new PostgreSQL
+database (dropped afterwards), so every store-backed test runs on both.
+
 ``broker``: one embedded Tansu broker (memory only) for the whole session, started by the
 first test that asks for it and stopped at the end. The fixture is synchronous on purpose:
 ``EmbeddedBroker.start_sync`` runs its readiness probe on a private event loop, and the broker
@@ -13,11 +16,20 @@ not stop or restart it: a test that needs an outage starts its own ``EmbeddedBro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
+import asyncpg
 import pytest
+import sqlalchemy as sa
 
 from services.broker import EmbeddedBroker
+from services.store import Store, database_url
+
+#: The PostgreSQL server tests create their databases on (CI has one on localhost).
+PG_URL = os.environ.get("HOTSPOTS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +41,34 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
         yield b
     finally:
         b.stop_sync()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: a file under tmp_path, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield database_url(None, tmp_path)
+        return
+    name = f"hotspots_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield database_url(sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False), tmp_path)
+    finally:
+        admin = await asyncpg.connect(PG_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    s = await Store.open(db_url)
+    try:
+        yield s
+    finally:
+        await s.close()

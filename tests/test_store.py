@@ -9,18 +9,16 @@ points them at another server.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from helpers import T0, P, feed, make_engine, square_geometry
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -28,41 +26,9 @@ from geofence.engine import Engine
 from geofence.fences import Fence, make_fence
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
-from services.store import Checkpoint, Store, database_url, metadata
+from services.store import MIGRATIONS_DIR, Checkpoint, Store, database_url, metadata
 
-PG_URL = os.environ.get("HOTSPOTS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-TABLES = {"alembic_version", "fence_set", "fences", "checkpoints", "checkpoint_devices"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, empty database: a file under tmp_path, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield database_url(None, tmp_path)
-        return
-    name = f"hotspots_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield database_url(sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False), tmp_path)
-    finally:
-        admin = await asyncpg.connect(PG_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    s = await Store.open(db_url)
-    try:
-        yield s
-    finally:
-        await s.close()
+TABLES = {"alembic_version", "fence_set", "fences", "checkpoints", "checkpoint_devices", "api_keys", "audit_log"}
 
 
 async def inspect_db(url: str, fn: Callable[[sa.Connection], Any]) -> Any:
@@ -158,13 +124,16 @@ def test_database_url_none_is_sqlite_in_created_data_dir(tmp_path: Path) -> None
 
 # ---------------------------------------------------------------------- schema
 
+#: The newest migration shipped with the package.
+HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
 
 async def test_open_fresh_database_creates_schema_at_head(db_url: str) -> None:
     assert await inspect_db(db_url, table_names) == set()
     store = await Store.open(db_url)
     await store.close()
     assert await inspect_db(db_url, table_names) >= TABLES
-    assert await inspect_db(db_url, alembic_heads) == {"0001"}
+    assert await inspect_db(db_url, alembic_heads) == {HEAD}
 
 
 async def test_open_existing_database_is_idempotent_and_keeps_data(db_url: str) -> None:
@@ -182,7 +151,7 @@ async def test_open_existing_database_is_idempotent_and_keeps_data(db_url: str) 
         assert cp is not None and cp.devices == {"d1": record(1)}
     finally:
         await store.close()
-    assert await inspect_db(db_url, alembic_heads) == {"0001"}
+    assert await inspect_db(db_url, alembic_heads) == {HEAD}
 
 
 async def test_open_two_processes_at_once_on_fresh_database_both_succeed(db_url: str) -> None:
