@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.context import ServiceContext
-from api.routes import audit, fences, health, pings
+from api.routes import audit, dwell, events, fences, health, pings, presence
 
 
 def create_app(ctx: ServiceContext) -> FastAPI:
@@ -19,5 +19,8 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.include_router(health.router)
     app.include_router(pings.router)
     app.include_router(fences.router)
+    app.include_router(presence.router)
+    app.include_router(dwell.router)
+    app.include_router(events.router)
     app.include_router(audit.router)
     return app

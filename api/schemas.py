@@ -38,3 +38,59 @@ class AuditEntry(BaseModel):
 class AuditPage(BaseModel):
     entries: list[AuditEntry]
     next_after: int | None = Field(description="pass as `after` for the next page; null at the end")
+
+
+class PresentDevice(BaseModel):
+    device_id: str
+    since: float = Field(description="epoch seconds of the ENTER")
+    officer_id: str | None
+    callsign: str | None
+    last_ts: float
+    lat: float
+    lon: float
+    lost: bool
+
+
+class FencePresence(BaseModel):
+    fence_id: str
+    devices: list[PresentDevice]
+
+
+class PresenceAnswer(BaseModel):
+    fences: list[FencePresence]
+
+
+class DevicePresence(BaseModel):
+    device_id: str
+    fences: dict[str, float] = Field(description="fence id -> epoch seconds of the ENTER")
+    last_seen: float
+    lat: float
+    lon: float
+    accuracy_m: float | None
+    lost: bool
+    officer_id: str | None
+    callsign: str | None
+
+
+class DwellFigures(BaseModel):
+    fence_id: str | None = None
+    device_id: str | None = None
+    bucket: float | None = Field(None, description="start of the UTC day or hour, epoch seconds")
+    visits: int
+    dwell_s: float
+    active_s: float | None = None
+    inside_s: float | None = None
+    outside_s: float | None = None
+    lost_s: float | None = None
+
+
+class DwellAnswer(BaseModel):
+    start: float
+    end: float
+    group_by: str
+    rows: list[DwellFigures]
+
+
+class EventPage(BaseModel):
+    events: list[dict[str, Any]]
+    next_after: int | None = Field(description="pass as `after` for the next page; null at the end")

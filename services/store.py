@@ -6,19 +6,24 @@ matchers, one shared store). The schema is owned by the Alembic migrations shipp
 
 A checkpoint is the exactly-once boundary of the pipeline: the consumed offset and the
 engine state it reflects are written in one transaction, so after a crash the state and
-the offset to resume from always agree.
+the offset to resume from always agree. The query tables behind the API (the event log,
+visits, devices now, presence, signal-loss gaps) can be written in that same transaction
+(`save_checkpoint(cp, observations)`), so they too hold every event exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import math
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -27,7 +32,9 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
+from geofence.events import Event, EventType, format_ts
 from geofence.fences import Fence, fence_from_feature
 
 #: Alembic script directory, found next to this module so an installed package works.
@@ -36,6 +43,8 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: Key of the PostgreSQL advisory lock that serialises concurrent migrations.
 MIGRATION_LOCK_KEY = 0x486F7473706F7473  # "Hotspots"
+#: Key of the PostgreSQL advisory lock that makes event seq values visible in commit order.
+EVENTS_LOCK_KEY = 0x486F747370457673  # "HotspEvs"
 
 metadata = sa.MetaData()
 
@@ -111,6 +120,84 @@ audit_log = sa.Table(
     sa.Index("audit_log_target_ts", "target", "ts"),
 )
 
+#: Every event as published, once (event_id is unique); seq is the paging and SSE cursor.
+events_table = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("device_id", sa.Text, nullable=False),
+    sa.Column("fence_id", sa.Text, nullable=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("officer_id", sa.Text, nullable=True),
+    sa.Column("callsign", sa.Text, nullable=True),
+    sa.Column("body", sa.JSON, nullable=False),  # the event dict as published
+    sa.UniqueConstraint("event_id", name="events_event_id_key"),
+    sa.Index("events_ts", "ts"),
+    sa.Index("events_fence_ts", "fence_id", "ts"),
+    sa.Index("events_device_ts", "device_id", "ts"),
+    sa.Index("events_type_ts", "type", "ts"),
+    sqlite_autoincrement=True,  # seq is a cursor: never reuse a value
+)
+
+_OPEN = sa.text("exit_ts IS NULL")
+
+#: One row per ENTER; exit_ts, dwell_s and exit_reason are NULL while the visit is open.
+visits = sa.Table(
+    "visits",
+    metadata,
+    sa.Column("device_id", sa.Text, primary_key=True),
+    sa.Column("fence_id", sa.Text, primary_key=True),
+    sa.Column("enter_ts", sa.Float, primary_key=True),
+    sa.Column("exit_ts", sa.Float, nullable=True),
+    sa.Column("dwell_s", sa.Float, nullable=True),
+    sa.Column("exit_reason", sa.Text, nullable=True),
+    sa.Index("visits_fence_enter", "fence_id", "enter_ts"),
+    sa.Index("visits_device_enter", "device_id", "enter_ts"),
+    sa.Index("visits_exit_ts", "exit_ts"),
+    sa.Index("visits_open", "fence_id", "device_id", postgresql_where=_OPEN, sqlite_where=_OPEN),
+)
+
+#: Each device as of its last applied ping.
+devices_table = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("device_id", sa.Text, primary_key=True),
+    sa.Column("first_ts", sa.Float, nullable=False),
+    sa.Column("last_ts", sa.Float, nullable=False),
+    sa.Column("lat", sa.Float, nullable=False),
+    sa.Column("lon", sa.Float, nullable=False),
+    sa.Column("accuracy_m", sa.Float, nullable=True),
+    sa.Column("lost", sa.Boolean, nullable=False),
+    sa.Column("officer_id", sa.Text, nullable=True),
+    sa.Column("callsign", sa.Text, nullable=True),
+    sa.Column("source", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),  # wall clock of the last write of the row
+    sa.Index("devices_officer_id", "officer_id"),
+    sa.Index("devices_callsign", "callsign"),
+)
+
+#: Who is inside which fence now, and since when (the start of the open visit).
+presence_table = sa.Table(
+    "presence",
+    metadata,
+    sa.Column("device_id", sa.Text, primary_key=True),
+    sa.Column("fence_id", sa.Text, primary_key=True),
+    sa.Column("since", sa.Float, nullable=False),
+    sa.Index("presence_fence", "fence_id"),
+)
+
+#: Signal-loss gaps: from SIGNAL_LOST (the device's last ping) to SIGNAL_RESTORED; end_ts NULL while lost.
+lost_gaps = sa.Table(
+    "lost_gaps",
+    metadata,
+    sa.Column("device_id", sa.Text, primary_key=True),
+    sa.Column("start_ts", sa.Float, primary_key=True),
+    sa.Column("end_ts", sa.Float, nullable=True),
+    sa.Index("lost_gaps_end", "end_ts"),
+)
+
 _CP_KEY = ("consumer_group", "topic", "partition")
 
 
@@ -133,6 +220,126 @@ class Checkpoint:
     def snapshot(self) -> dict[str, Any]:
         """The full engine snapshot (for Engine.restore) of a loaded checkpoint."""
         return {**self.stream, "devices": self.devices}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceNow:
+    """A device as of its last applied ping, and the fences it is inside (fence id -> visit start)."""
+
+    first_ts: float
+    last_ts: float
+    lat: float
+    lon: float
+    accuracy_m: float | None
+    lost: bool
+    officer_id: str | None
+    callsign: str | None
+    source: str | None
+    inside: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Observations:
+    """What a batch of pings produced, for the query tables: the events in emission order
+    (`Event`s, or their published dicts: `ts` ISO 8601 or epoch seconds) and the devices
+    whose state changed."""
+
+    events: Sequence[Event | Mapping[str, Any]]
+    devices: Mapping[str, DeviceNow]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDevice:
+    """A row of `devices` with the fences the device is inside; updated_at is the wall clock of its last write."""
+
+    device_id: str
+    now: DeviceNow
+    updated_at: float
+
+
+class StoredEvent(NamedTuple):
+    """A row of the event log; `body` is the event as published, `seq` the cursor."""
+
+    seq: int
+    event_id: str
+    type: str
+    device_id: str
+    fence_id: str | None
+    ts: float
+    officer_id: str | None
+    callsign: str | None
+    body: dict[str, Any]
+
+
+class Present(NamedTuple):
+    """A device inside a fence now: since when, and where and who it last was."""
+
+    device_id: str
+    since: float
+    officer_id: str | None
+    callsign: str | None
+    last_ts: float
+    lat: float
+    lon: float
+    lost: bool
+
+
+GroupBy = Literal["fence", "device", "day", "hour"]
+_BUCKET_S: dict[str, float] = {"day": 86_400.0, "hour": 3_600.0}
+
+
+@dataclass(slots=True)
+class DwellRow:
+    """Dwell figures of one group over a time range (see `Store.dwell`).
+
+    The group is given by the fields its dimensions fill: `fence_id`, `device_id`, and
+    `bucket` (start of the UTC day or hour, epoch seconds). The per-device totals
+    (`active_s`, `inside_s`, `outside_s`, `lost_s`) are filled only for rows grouped by
+    device and not by fence, without a fence filter; otherwise they are None.
+    """
+
+    fence_id: str | None = None
+    device_id: str | None = None
+    bucket: float | None = None
+    visits: int = 0
+    dwell_s: float = 0.0
+    active_s: float | None = None
+    inside_s: float | None = None
+    outside_s: float | None = None
+    lost_s: float | None = None
+
+
+def devices_now(records: Mapping[str, Mapping[str, Any]]) -> dict[str, DeviceNow]:
+    """DeviceNow of each engine device record (`Engine.checkpoint()` / `snapshot()["devices"]`).
+
+    Devices with no applied ping yet (pings still held for reordering) are left out. The
+    engine keeps no first ping time: it is `last_ts - active_s - lost_s`, since every gap
+    between two consecutive applied pings counts as active or as lost. Nor does it keep the
+    last ping's accuracy: None.
+    """
+    out: dict[str, DeviceNow] = {}
+    for device_id, rec in records.items():
+        last_ts = rec.get("last_ts")
+        if last_ts is None:
+            continue
+        extras = rec.get("extras") or {}
+        out[device_id] = DeviceNow(
+            first_ts=float(last_ts) - float(rec.get("active_s") or 0.0) - float(rec.get("lost_s") or 0.0),
+            last_ts=float(last_ts),
+            lat=float(rec["last_lat"]),
+            lon=float(rec["last_lon"]),
+            accuracy_m=None,
+            lost=bool(rec.get("lost", False)),
+            officer_id=_text(extras.get("officer_id")),
+            callsign=_text(extras.get("callsign")),
+            source=_text(extras.get("source")),
+            inside={f: float(t) for f, t in (rec.get("inside") or {}).items()},
+        )
+    return out
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def database_url(url: str | None, data_dir: Path) -> str:
@@ -176,7 +383,7 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _set_wal(cursor)
         cursor.execute("PRAGMA synchronous = FULL")  # a committed checkpoint survives power loss
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -185,6 +392,21 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
     def _begin(conn: sa.Connection) -> None:
         immediate = conn.get_execution_options().get("hotspots_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _set_wal(cursor: Any) -> None:
+    """PRAGMA journal_mode = WAL, retried while the database is locked: on a fresh database,
+    two connections switching it at the same moment get SQLITE_BUSY at once (the busy
+    handler is not consulted), e.g. two processes opening a new store together."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        await_only(asyncio.sleep(0.01))  # on the event loop, without blocking it
 
 
 def _upgrade(conn: sa.Connection) -> None:
@@ -402,8 +624,13 @@ class Store:
             devices: dict[str, dict[str, Any]] = {d: orjson.loads(state) for d, state in raw}
         return Checkpoint(group, topic, partition, row.next_offset, row.log_fingerprint, row.stream, devices)
 
-    async def save_checkpoint(self, cp: Checkpoint) -> None:
-        """Write the stream row and upsert `cp.devices`, all in one transaction."""
+    async def save_checkpoint(self, cp: Checkpoint, observations: Observations | None = None) -> None:
+        """Write the stream row and upsert `cp.devices`, all in one transaction.
+
+        With `observations` (what the pings up to `cp.next_offset` produced), the query tables
+        are written in the same transaction (see `record`): they commit with the offset or not
+        at all, so after a crash nothing is recorded twice or lost.
+        """
         key = {"consumer_group": cp.group, "topic": cp.topic, "partition": cp.partition}
         async with self._write() as conn:
             ins = self._insert(checkpoints).values(
@@ -416,6 +643,8 @@ class Store:
             await conn.execute(stmt)
             if cp.devices:
                 await self._upsert_devices(conn, key, cp.devices)
+            if observations is not None:
+                await self._record(conn, observations)
 
     async def _upsert_devices(
         self, conn: AsyncConnection, key: dict[str, Any], devices: dict[str, dict[str, Any]]
@@ -430,6 +659,239 @@ class Store:
             rows = [(group, topic, partition, d, s) for d, s in zip(devices, states, strict=True)]
             await conn.exec_driver_sql(_SQLITE_UPSERT_DEVICES, rows)
 
+    # ------------------------------------------------------------------ observations (query tables)
+
+    async def record(self, events: Sequence[Event | Mapping[str, Any]], devices: Mapping[str, DeviceNow]) -> None:
+        """Record events and device states in a transaction of their own (replay, tests).
+
+        The live pipeline passes them to `save_checkpoint` instead, to commit them with the offset.
+        """
+        async with self._write() as conn:
+            await self._record(conn, Observations(events, devices))
+
+    async def _record(self, conn: AsyncConnection, obs: Observations) -> None:
+        """Write observations on the caller's transaction; recording the same ones again changes nothing.
+
+        Events are inserted once per event_id. Visits and lost gaps follow the events in order:
+        an ENTER opens a visit (kept if it exists), an EXIT closes the device's open visit of
+        that fence (or, when its ENTER was never recorded, inserts the whole visit from its
+        dwell_s); SIGNAL_LOST opens a gap at its ts, SIGNAL_RESTORED closes it. Devices are
+        upserted (first_ts never moves later) and their presence rows replaced by `inside`.
+        """
+        evs = _parse_events(obs.events)
+        ch = _changes(evs)
+        pg = self._pg
+        if ch.visits:
+            await self._bulk(conn, _PG_VISITS if pg else _SQLITE_VISITS, ch.visits)
+        if ch.closes:
+            await self._bulk(conn, _PG_CLOSE_VISITS if pg else _SQLITE_CLOSE_VISITS, [c[:4] for c in ch.closes])
+            whole = [c for c in ch.closes if c[4] is not None]
+            if whole:
+                await self._bulk(conn, _PG_WHOLE_VISITS if pg else _SQLITE_WHOLE_VISITS, whole)
+        if ch.gaps:
+            await self._bulk(conn, _PG_GAPS if pg else _SQLITE_GAPS, ch.gaps)
+        if ch.restores:
+            await self._bulk(conn, _PG_CLOSE_GAPS if pg else _SQLITE_CLOSE_GAPS, [r[:2] for r in ch.restores])
+            whole = [r for r in ch.restores if r[2] is not None]
+            if whole:
+                await self._bulk(conn, _PG_WHOLE_GAPS if pg else _SQLITE_WHOLE_GAPS, whole)
+        if obs.devices:
+            await self._record_devices(conn, obs.devices)
+        if evs:
+            if pg:  # seq values become visible in commit order: an SSE poller paging by seq skips none
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(EVENTS_LOCK_KEY)))
+            rows = [(e.event_id, e.type, e.device_id, e.fence_id, e.ts, e.officer_id, e.callsign, e.body) for e in evs]
+            await self._bulk(conn, _PG_EVENTS if pg else _SQLITE_EVENTS, rows)
+
+    async def _bulk(self, conn: AsyncConnection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """One statement for many rows: over column arrays (PostgreSQL) or executemany (SQLite)."""
+        if self._pg:
+            await conn.exec_driver_sql(sql, tuple(list(col) for col in zip(*rows, strict=True)))
+        else:
+            await conn.exec_driver_sql(sql, list(rows))
+
+    async def _record_devices(self, conn: AsyncConnection, devices: Mapping[str, DeviceNow]) -> None:
+        rows = [
+            (d, n.first_ts, n.last_ts, n.lat, n.lon, n.accuracy_m, n.lost, n.officer_id, n.callsign, n.source)
+            for d, n in devices.items()
+        ]
+        inside = [(d, f, since) for d, n in devices.items() for f, since in n.inside.items()]
+        now = time.time()
+        if self._pg:
+            await conn.exec_driver_sql(_PG_DEVICES, (*(list(col) for col in zip(*rows, strict=True)), now))
+            await conn.exec_driver_sql(_PG_DELETE_PRESENCE, (list(devices),))
+        else:
+            await conn.exec_driver_sql(_SQLITE_DEVICES, [(*r, now) for r in rows])
+            await conn.exec_driver_sql(_SQLITE_DELETE_PRESENCE, [(d,) for d in devices])
+        if inside:
+            await self._bulk(conn, _PG_PRESENCE if self._pg else _SQLITE_PRESENCE, inside)
+
+    # ------------------------------------------------------------------ queries
+
+    async def presence(
+        self,
+        fence_id: str | None = None,
+        device_id: str | None = None,
+        officer_id: str | None = None,
+        callsign: str | None = None,
+    ) -> dict[str, list[Present]]:
+        """Per fence (sorted by id), the devices inside it now, longest there first."""
+        p, d = presence_table.c, devices_table.c
+        query = (
+            sa.select(p.fence_id, p.device_id, p.since, d.officer_id, d.callsign, d.last_ts, d.lat, d.lon, d.lost)
+            .select_from(presence_table.join(devices_table, p.device_id == d.device_id))
+            .order_by(p.fence_id, p.since, p.device_id)
+        )
+        filters = ((p.fence_id, fence_id), (p.device_id, device_id), (d.officer_id, officer_id), (d.callsign, callsign))
+        for column, value in filters:
+            if value is not None:
+                query = query.where(column == value)
+        out: dict[str, list[Present]] = {}
+        async with self._read() as conn:
+            for r in (await conn.execute(query)).all():
+                out.setdefault(r.fence_id, []).append(Present(*r[1:]))
+        return out
+
+    async def device_now(self, device_id: str) -> StoredDevice | None:
+        """A device as last recorded, with the fences it is inside; None if never recorded."""
+        d, p = devices_table.c, presence_table.c
+        async with self._read() as conn:
+            row = (await conn.execute(sa.select(devices_table).where(d.device_id == device_id))).one_or_none()
+            if row is None:
+                return None
+            query = sa.select(p.fence_id, p.since).where(p.device_id == device_id).order_by(p.fence_id)
+            inside = {f: since for f, since in (await conn.execute(query)).all()}
+        now = DeviceNow(
+            row.first_ts, row.last_ts, row.lat, row.lon, row.accuracy_m, bool(row.lost),
+            row.officer_id, row.callsign, row.source, inside,
+        )  # fmt: skip
+        return StoredDevice(row.device_id, now, row.updated_at)
+
+    async def last_event_seq(self) -> int:
+        """The seq of the newest recorded event, 0 if none: where a new SSE stream starts."""
+        async with self._read() as conn:
+            seq = (await conn.execute(sa.select(sa.func.max(events_table.c.seq)))).scalar_one()
+        return int(seq or 0)
+
+    async def events_page(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        types: Iterable[str] | None = None,
+        fence_id: str | None = None,
+        device_id: str | None = None,
+        after_seq: int = 0,
+        limit: int = 100,
+        officer_id: str | None = None,
+    ) -> list[StoredEvent]:
+        """Up to `limit` events with seq > after_seq, in seq order, matching every filter given.
+
+        `since`/`until` bound the event ts (since <= ts < until). The next page starts after
+        the last row's seq; an SSE poller calls it with `after_seq` alone. Within one
+        partition seq follows the emission order; seq is not ts order across partitions.
+        """
+        c = events_table.c
+        query = sa.select(events_table).where(c.seq > after_seq).order_by(c.seq).limit(limit)
+        if since is not None:
+            query = query.where(c.ts >= float(since))
+        if until is not None:
+            query = query.where(c.ts < float(until))
+        if types is not None:
+            query = query.where(c.type.in_(list(types)))
+        for column, value in ((c.fence_id, fence_id), (c.device_id, device_id), (c.officer_id, officer_id)):
+            if value is not None:
+                query = query.where(column == value)
+        async with self._read() as conn:
+            return [StoredEvent(*r) for r in (await conn.execute(query)).all()]
+
+    async def dwell(
+        self,
+        from_ts: float,
+        to_ts: float,
+        fence_id: str | None = None,
+        device_id: str | None = None,
+        group_by: GroupBy | Sequence[GroupBy] = "fence",
+    ) -> list[DwellRow]:
+        """Dwell figures over [from_ts, to_ts), grouped by fence, device, day or hour, or several
+        of them (e.g. ("fence", "device"), ("device", "day")); rows sorted by fence, device, bucket.
+
+        Per SEMANTICS.md "Dwell totals": `visits` counts the ENTERs in the range (in the bucket
+        of the ENTER), `dwell_s` sums the overlap of the range (and bucket) with each visit, an
+        open visit counting up to its device's last ping, not up to now. Day and hour buckets
+        are UTC (bucket = start epoch seconds); a visit crossing a boundary is split.
+
+        Grouped by device (not by fence) and without `fence_id`, each row also has the device's
+        totals of docs/semantics.md within the range and bucket: `active_s` = the time between
+        its first and last ping minus its signal-loss gaps, `inside_s` = the union of its visits
+        (overlapping fences count once), `outside_s` = active - inside, `lost_s` = the gaps
+        (a gap still open counts nothing yet). Every device with a ping in the range (or pings
+        on both sides of it) gets a row then, even with nothing but zeros.
+        Rows with neither a visit nor dwell (nor, for devices, totals) are left out.
+        """
+        dims: set[str] = {group_by} if isinstance(group_by, str) else set(group_by)
+        if not dims or not dims <= {"fence", "device", "day", "hour"} or {"day", "hour"} <= dims:
+            raise ValueError(f"group_by must name fence, device, day or hour (one of day/hour), got {group_by!r}")
+        lo, hi = float(from_ts), float(to_ts)
+        width = next((_BUCKET_S[b] for b in ("day", "hour") if b in dims), None)
+        totals = "device" in dims and "fence" not in dims and fence_id is None
+        async with self._read() as conn:
+            if width is None and not totals:
+                return await self._dwell_sql(conn, lo, hi, fence_id, device_id, dims)
+            visit_rows = [tuple(r) for r in (await conn.execute(self._visits_in(lo, hi, fence_id, device_id))).all()]
+            spans: list[tuple[Any, ...]] = []
+            gaps: list[tuple[Any, ...]] = []
+            if totals:
+                d, g = devices_table.c, lost_gaps.c
+                span_q = sa.select(d.device_id, d.first_ts, d.last_ts).where((d.first_ts < hi) & (d.last_ts >= lo))
+                gap_q = sa.select(g.device_id, g.start_ts, g.end_ts).where(
+                    (g.start_ts < hi) & (g.end_ts > lo) & g.end_ts.is_not(None)
+                )
+                if device_id is not None:
+                    span_q = span_q.where(d.device_id == device_id)
+                    gap_q = gap_q.where(g.device_id == device_id)
+                spans = [tuple(r) for r in (await conn.execute(span_q)).all()]
+                gaps = [tuple(r) for r in (await conn.execute(gap_q)).all()]
+        return _dwell_rows(lo, hi, width, dims, visit_rows, spans if totals else None, gaps)
+
+    def _visits_in(self, lo: float, hi: float, fence_id: str | None, device_id: str | None) -> sa.Select[Any]:
+        """Visits that may overlap [lo, hi): device, fence, enter_ts, end (exit, or the device's last ping)."""
+        v, d = visits.c, devices_table.c
+        end = sa.func.coalesce(v.exit_ts, d.last_ts, v.enter_ts)
+        query = (
+            sa.select(v.device_id, v.fence_id, v.enter_ts, end.label("end_ts"))
+            .select_from(visits.outerjoin(devices_table, v.device_id == d.device_id))
+            .where((v.enter_ts < hi) & ((v.exit_ts >= lo) | v.exit_ts.is_(None)))
+        )
+        if fence_id is not None:
+            query = query.where(v.fence_id == fence_id)
+        if device_id is not None:
+            query = query.where(v.device_id == device_id)
+        return query
+
+    async def _dwell_sql(
+        self, conn: AsyncConnection, lo: float, hi: float, fence_id: str | None, device_id: str | None, dims: set[str]
+    ) -> list[DwellRow]:
+        """Grouped by fence and/or device without buckets or totals: summed in the database."""
+        inner = self._visits_in(lo, hi, fence_id, device_id).subquery()
+        greatest, least = (sa.func.greatest, sa.func.least) if self._pg else (sa.func.max, sa.func.min)
+        lo_p, hi_p = sa.literal(lo, sa.Float), sa.literal(hi, sa.Float)
+        overlap = greatest(least(inner.c.end_ts, hi_p) - greatest(inner.c.enter_ts, lo_p), sa.literal(0.0, sa.Float))
+        entered = sa.case(((inner.c.enter_ts >= lo_p) & (inner.c.enter_ts < hi_p), 1), else_=0)
+        keys = [
+            inner.c.fence_id if "fence" in dims else sa.null(),
+            inner.c.device_id if "device" in dims else sa.null(),
+        ]
+        group = [k for k in keys if not isinstance(k, sa.Null)]
+        visits_n, dwell_s = sa.func.sum(entered), sa.func.sum(overlap)
+        query = (
+            sa.select(*(k.label(n) for k, n in zip(keys, ("fence_id", "device_id"), strict=True)), visits_n, dwell_s)
+            .group_by(*group)
+            .having((visits_n > 0) | (dwell_s > 0))
+            .order_by(*group)
+        )
+        rows = (await conn.execute(query)).all()
+        return [DwellRow(fence_id=r[0], device_id=r[1], visits=int(r[2]), dwell_s=float(r[3])) for r in rows]
+
 
 _CONFLICT = 'ON CONFLICT (consumer_group, topic, "partition", device_id) DO UPDATE SET state = excluded.state'
 _PG_UPSERT_DEVICES = f"""
@@ -439,3 +901,281 @@ SELECT $1, $2, $3, u.device_id, u.state::json FROM unnest($4::text[], $5::text[]
 _SQLITE_UPSERT_DEVICES = f"""
 INSERT INTO checkpoint_devices (consumer_group, topic, "partition", device_id, state) VALUES (?, ?, ?, ?, ?)
 {_CONFLICT}"""
+
+# ---------------------------------------------------------------------- observations: parsing
+
+
+class _Ev(NamedTuple):
+    """An event as stored, with the fields visits and gaps are derived from."""
+
+    event_id: str
+    type: str
+    device_id: str
+    fence_id: str | None
+    ts: float
+    officer_id: str | None
+    callsign: str | None
+    body: str  # JSON
+    dwell_s: float | None
+    gap_s: float | None
+    reason: str | None
+
+
+def _epoch(value: Any) -> float:
+    """Epoch seconds of a published ts (ISO 8601, UTC when no offset) or of a number."""
+    if isinstance(value, str):
+        dt = datetime.fromisoformat(value)
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+    return float(value)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _parse_events(events: Iterable[Event | Mapping[str, Any]]) -> list[_Ev]:
+    """Events in the given order, the first of each event_id only, with bodies as published.
+
+    Times are taken from the published form (microseconds), whether an `Event` or its dict is
+    given, so the two record the same rows; numbers given for `ts`/`gap_start` are published
+    as ISO 8601 the way `format_ts` does.
+    """
+    out: list[_Ev] = []
+    seen: set[str] = set()
+    for e in events:
+        body = e.to_dict() if isinstance(e, Event) else dict(e)
+        for key in ("ts", "gap_start"):
+            if isinstance(body.get(key), int | float):
+                body[key] = format_ts(float(body[key]))
+        ts = _epoch(body["ts"])
+        event_id = str(body["event_id"])
+        if event_id in seen:
+            continue
+        seen.add(event_id)
+        reason = body.get("reason")
+        out.append(
+            _Ev(
+                event_id,
+                str(body["type"]),
+                str(body["device_id"]),
+                _text(body.get("fence_id")),
+                ts,
+                _text(body.get("officer_id")),
+                _text(body.get("callsign")),
+                _json_dumps(body),
+                _opt_float(body.get("dwell_s")),
+                _opt_float(body.get("gap_s")),
+                None if reason is None else str(reason),
+            )
+        )
+    return out
+
+
+@dataclass(slots=True)
+class _Changes:
+    """Row changes the events imply, for bulk statements.
+
+    visits: (device, fence, enter_ts, exit_ts, dwell_s, reason), entered in this batch (exit
+    fields set when it also ended in it); closes: (device, fence, exit_ts, reason, dwell_s) of
+    visits entered before; gaps: (device, start_ts, end_ts) lost in this batch; restores:
+    (device, end_ts, gap_s) of gaps that started before.
+    """
+
+    visits: list[tuple[Any, ...]] = field(default_factory=list)
+    closes: list[tuple[Any, ...]] = field(default_factory=list)
+    gaps: list[tuple[Any, ...]] = field(default_factory=list)
+    restores: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+def _changes(evs: Iterable[_Ev]) -> _Changes:
+    visit_rows: list[list[Any]] = []
+    open_visits: dict[tuple[str, str], list[Any]] = {}
+    gap_rows: list[list[Any]] = []
+    open_gaps: dict[str, list[Any]] = {}
+    ch = _Changes()
+    for e in evs:
+        if e.type == EventType.ENTER and e.fence_id is not None:
+            row = [e.device_id, e.fence_id, e.ts, None, None, None]
+            visit_rows.append(row)
+            open_visits[(e.device_id, e.fence_id)] = row
+        elif e.type == EventType.EXIT and e.fence_id is not None:
+            row_or_none = open_visits.pop((e.device_id, e.fence_id), None)
+            if row_or_none is None:
+                ch.closes.append((e.device_id, e.fence_id, e.ts, e.reason, e.dwell_s))
+            else:
+                row_or_none[3:] = [e.ts, e.ts - row_or_none[2], e.reason]
+        elif e.type == EventType.SIGNAL_LOST:
+            gap_row = [e.device_id, e.ts, None]
+            gap_rows.append(gap_row)
+            open_gaps[e.device_id] = gap_row
+        elif e.type == EventType.SIGNAL_RESTORED:
+            gap_or_none = open_gaps.pop(e.device_id, None)
+            if gap_or_none is None:
+                ch.restores.append((e.device_id, e.ts, e.gap_s))
+            else:
+                gap_or_none[2] = e.ts
+    ch.visits = [tuple(r) for r in visit_rows]
+    ch.gaps = [tuple(r) for r in gap_rows]
+    return ch
+
+
+# ---------------------------------------------------------------------- dwell: buckets and unions
+
+
+def _bucket(ts: float, width: float | None) -> float | None:
+    """Start of the UTC bucket holding ts (epoch 0 is a UTC midnight), None without buckets."""
+    if width is None:
+        return None
+    k = math.floor(ts / width) * width
+    return k - width if k > ts else k
+
+
+def _pieces(a: float, b: float, width: float | None) -> list[tuple[float | None, float]]:
+    """[a, b) cut at bucket boundaries: (bucket, seconds) for each non-empty piece."""
+    if not b > a:
+        return []
+    if width is None:
+        return [(None, b - a)]
+    out: list[tuple[float | None, float]] = []
+    k = _bucket(a, width)
+    assert k is not None
+    while a < b:
+        edge = min(k + width, b)
+        if edge > a:
+            out.append((k, edge - a))
+            a = edge
+        k += width
+    return out
+
+
+def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Disjoint intervals covering the same time as spans."""
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def _dwell_rows(
+    lo: float,
+    hi: float,
+    width: float | None,
+    dims: set[str],
+    visit_rows: Iterable[tuple[Any, ...]],
+    spans: Iterable[tuple[Any, ...]] | None,
+    gaps: Iterable[tuple[Any, ...]],
+) -> list[DwellRow]:
+    """Store.dwell in Python: visits cut into buckets, and the per-device totals (when spans given)."""
+    by_fence, by_device = "fence" in dims, "device" in dims
+    rows: dict[tuple[str | None, str | None, float | None], DwellRow] = {}
+
+    def row(fence: str | None, device: str, bucket: float | None) -> DwellRow:
+        key = (fence if by_fence else None, device if by_device else None, bucket)
+        r = rows.get(key)
+        if r is None:
+            r = rows[key] = DwellRow(*key)
+            if spans is not None:
+                r.active_s, r.inside_s, r.lost_s = 0.0, 0.0, 0.0
+        return r
+
+    covered: dict[str, list[tuple[float, float]]] = {}
+    for device, fence, enter, end in visit_rows:
+        if lo <= enter < hi:
+            row(fence, device, _bucket(enter, width)).visits += 1
+        a, b = max(enter, lo), min(end, hi)
+        for bucket, secs in _pieces(a, b, width):
+            row(fence, device, bucket).dwell_s += secs
+        if b > a:
+            covered.setdefault(device, []).append((a, b))
+    if spans is not None:
+        for device, first, last in spans:
+            a, b = max(first, lo), min(last, hi)
+            row(None, device, _bucket(a, width))  # every device active in the range has a row
+            for bucket, secs in _pieces(a, b, width):
+                r = row(None, device, bucket)
+                r.active_s = (r.active_s or 0.0) + secs
+        for device, start, end in gaps:
+            for bucket, secs in _pieces(max(start, lo), min(end, hi), width):
+                r = row(None, device, bucket)
+                r.lost_s = (r.lost_s or 0.0) + secs
+                r.active_s = (r.active_s or 0.0) - secs
+        for device, intervals in covered.items():
+            for a, b in _union(intervals):
+                for bucket, secs in _pieces(a, b, width):
+                    r = row(None, device, bucket)
+                    r.inside_s = (r.inside_s or 0.0) + secs
+        for r in rows.values():
+            r.outside_s = (r.active_s or 0.0) - (r.inside_s or 0.0)
+    return [rows[k] for k in sorted(rows, key=lambda k: (k[0] or "", k[1] or "", k[2] or 0.0))]
+
+
+# ---------------------------------------------------------------------- observations: SQL
+
+_VISIT_COLS = "device_id, fence_id, enter_ts, exit_ts, dwell_s, exit_reason"
+_VISIT_CONFLICT = """ON CONFLICT (device_id, fence_id, enter_ts) DO UPDATE
+SET exit_ts = excluded.exit_ts, dwell_s = excluded.dwell_s, exit_reason = excluded.exit_reason
+WHERE visits.exit_ts IS NULL AND excluded.exit_ts IS NOT NULL"""
+_PG_VISITS = f"""INSERT INTO visits ({_VISIT_COLS})
+SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::float8[], $6::text[])
+{_VISIT_CONFLICT}"""
+_SQLITE_VISITS = f"INSERT INTO visits ({_VISIT_COLS}) VALUES (?, ?, ?, ?, ?, ?) {_VISIT_CONFLICT}"
+_PG_CLOSE_VISITS = """UPDATE visits AS v SET exit_ts = u.ts, dwell_s = u.ts - v.enter_ts, exit_reason = u.reason
+FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[]) AS u(device_id, fence_id, ts, reason)
+WHERE v.device_id = u.device_id AND v.fence_id = u.fence_id AND v.exit_ts IS NULL AND v.enter_ts <= u.ts"""
+_SQLITE_CLOSE_VISITS = """UPDATE visits SET exit_ts = ?3, dwell_s = ?3 - enter_ts, exit_reason = ?4
+WHERE device_id = ?1 AND fence_id = ?2 AND exit_ts IS NULL AND enter_ts <= ?3"""
+# An EXIT whose ENTER was never recorded (e.g. a visit open when the store was upgraded): the whole visit.
+_PG_WHOLE_VISITS = f"""INSERT INTO visits ({_VISIT_COLS})
+SELECT u.device_id, u.fence_id, u.ts - u.dwell, u.ts, u.dwell, u.reason
+FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::float8[]) AS u(device_id, fence_id, ts, reason, dwell)
+WHERE NOT EXISTS (SELECT 1 FROM visits v WHERE v.device_id = u.device_id AND v.fence_id = u.fence_id
+                  AND v.exit_ts = u.ts)
+ON CONFLICT DO NOTHING"""
+_SQLITE_WHOLE_VISITS = f"""INSERT INTO visits ({_VISIT_COLS}) SELECT ?1, ?2, ?3 - ?5, ?3, ?5, ?4
+WHERE NOT EXISTS (SELECT 1 FROM visits WHERE device_id = ?1 AND fence_id = ?2 AND exit_ts = ?3)
+ON CONFLICT DO NOTHING"""
+
+_GAP_CONFLICT = """ON CONFLICT (device_id, start_ts) DO UPDATE SET end_ts = excluded.end_ts
+WHERE lost_gaps.end_ts IS NULL AND excluded.end_ts IS NOT NULL"""
+_PG_GAPS = f"""INSERT INTO lost_gaps (device_id, start_ts, end_ts)
+SELECT * FROM unnest($1::text[], $2::float8[], $3::float8[]) {_GAP_CONFLICT}"""
+_SQLITE_GAPS = f"INSERT INTO lost_gaps (device_id, start_ts, end_ts) VALUES (?, ?, ?) {_GAP_CONFLICT}"
+_PG_CLOSE_GAPS = """UPDATE lost_gaps AS g SET end_ts = u.ts
+FROM unnest($1::text[], $2::float8[]) AS u(device_id, ts)
+WHERE g.device_id = u.device_id AND g.end_ts IS NULL AND g.start_ts <= u.ts"""
+_SQLITE_CLOSE_GAPS = """UPDATE lost_gaps SET end_ts = ?2
+WHERE device_id = ?1 AND end_ts IS NULL AND start_ts <= ?2"""
+_PG_WHOLE_GAPS = """INSERT INTO lost_gaps (device_id, start_ts, end_ts)
+SELECT u.device_id, u.ts - u.gap, u.ts FROM unnest($1::text[], $2::float8[], $3::float8[]) AS u(device_id, ts, gap)
+WHERE NOT EXISTS (SELECT 1 FROM lost_gaps g WHERE g.device_id = u.device_id AND g.end_ts = u.ts)
+ON CONFLICT DO NOTHING"""
+_SQLITE_WHOLE_GAPS = """INSERT INTO lost_gaps (device_id, start_ts, end_ts) SELECT ?1, ?2 - ?3, ?2
+WHERE NOT EXISTS (SELECT 1 FROM lost_gaps WHERE device_id = ?1 AND end_ts = ?2)
+ON CONFLICT DO NOTHING"""
+
+_DEVICE_COLS = "device_id, first_ts, last_ts, lat, lon, accuracy_m, lost, officer_id, callsign, source, updated_at"
+_DEVICE_SET = ", ".join(f"{c} = excluded.{c}" for c in _DEVICE_COLS.split(", ")[2:])
+_PG_DEVICES = f"""INSERT INTO devices ({_DEVICE_COLS})
+SELECT u.*, $11::float8 FROM unnest($1::text[], $2::float8[], $3::float8[], $4::float8[], $5::float8[],
+                                    $6::float8[], $7::bool[], $8::text[], $9::text[], $10::text[]) AS u
+ON CONFLICT (device_id) DO UPDATE SET first_ts = LEAST(devices.first_ts, excluded.first_ts), {_DEVICE_SET}"""
+_SQLITE_DEVICES = f"""INSERT INTO devices ({_DEVICE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (device_id) DO UPDATE SET first_ts = min(devices.first_ts, excluded.first_ts), {_DEVICE_SET}"""
+_PG_DELETE_PRESENCE = "DELETE FROM presence WHERE device_id = ANY($1::text[])"
+_SQLITE_DELETE_PRESENCE = "DELETE FROM presence WHERE device_id = ?"
+_PG_PRESENCE = """INSERT INTO presence (device_id, fence_id, since)
+SELECT * FROM unnest($1::text[], $2::text[], $3::float8[])"""
+_SQLITE_PRESENCE = "INSERT INTO presence (device_id, fence_id, since) VALUES (?, ?, ?)"
+
+_EVENT_COLS = "event_id, type, device_id, fence_id, ts, officer_id, callsign, body"
+_PG_EVENTS = f"""INSERT INTO events ({_EVENT_COLS})
+SELECT u.event_id, u.type, u.device_id, u.fence_id, u.ts, u.officer_id, u.callsign, u.body::json
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::text[], $7::text[], $8::text[])
+     WITH ORDINALITY AS u(event_id, type, device_id, fence_id, ts, officer_id, callsign, body, n)
+ORDER BY u.n
+ON CONFLICT (event_id) DO NOTHING"""
+_SQLITE_EVENTS = f"INSERT INTO events ({_EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
