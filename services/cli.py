@@ -71,8 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--kafka-bootstrap", help="send to this Kafka instead of HTTP")
     sim.add_argument("--url", default="http://127.0.0.1:8000", help="the service's HTTP API")
     sim.add_argument("--topic", default="pings", help="Kafka topic of pings")
-    sim.add_argument("--api-key", help="key with the ingest role (env HOTSPOTS_API_KEY)")
+    sim.add_argument(
+        "--api-key",
+        help="key with the ingest role (env HOTSPOTS_API_KEY); unset: create one in the local store of --data-dir",
+    )
     sim.add_argument("--seed", type=int, default=1, help="random seed")
+    _add_settings_flags(sim, ["data_dir", "database_url"])
 
     rp = sub.add_parser("replay", help="run the geofence engine over a CSV of pings", description=replay.__doc__)
     rp.add_argument("--fences", type=Path, required=True, help="GeoJSON FeatureCollection of hot spots")
@@ -86,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    if args.command == "keys":
+    if args.command in ("keys", "simulate"):
         return Settings.build({name: getattr(args, name) for name in ("data_dir", "database_url")})
     if args.command != "run":  # replay and simulate share only the engine flags
         return Settings.build({name: getattr(args, name, None) for name in ENGINE_FIELDS})
@@ -137,16 +141,24 @@ def _run(settings: Settings) -> int:
     return 0
 
 
-def _simulate(args: argparse.Namespace) -> int:
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from services.keys import create_key
     from services.simulate import SimulateOptions, simulate
+    from services.store import database_url
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.devices < 1 or args.rate <= 0:
         return _fail("--devices must be >= 1 and --rate > 0")
+    api_key = args.api_key or os.environ.get("HOTSPOTS_API_KEY")
+    if api_key is None and not args.kafka_bootstrap:
+        # Whoever can write the service's store may make keys: a local demo needs no extra step.
+        url = database_url(settings.database_url, settings.data_dir)
+        api_key = asyncio.run(create_key(url, Role.INGEST, "hotspots simulate"))
     opts = SimulateOptions(
         fences=args.fences, devices=args.devices, rate=args.rate, duration_s=args.duration_s,
         kafka_bootstrap=args.kafka_bootstrap, url=args.url, topic=args.topic,
-        api_key=args.api_key or os.environ.get("HOTSPOTS_API_KEY"), seed=args.seed,
+        api_key=api_key, seed=args.seed,
     )  # fmt: skip
     try:
         asyncio.run(simulate(opts))
@@ -185,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "replay":
         return _replay(args, settings)
     if args.command == "simulate":
-        return _simulate(args)
+        return _simulate(args, settings)
     if args.command == "keys":
         return _keys(args, settings)
     return _run(settings)

@@ -11,7 +11,8 @@ The commit order, for every polled batch (this is the one place it is written do
 1. process: parse the messages, run each partition's engine; collect events and DLQ records;
 2. produce events to the events topic and rejects to the DLQ, and wait for every ack;
 3. every `checkpoint_interval_s` (and on revocation or shutdown): write each partition's
-   changed engine state and its next offset to the store in ONE transaction;
+   changed engine state, its next offset, and the events and device states the query API
+   serves, to the store in ONE transaction (events keyed by event_id, so a replay adds none);
 4. commit the same offsets to Kafka, for lag tools only: they are never read back.
 
 A crash before step 3 replays from the previous checkpoint; the events it produces again
@@ -21,6 +22,8 @@ A checkpoint also records a fingerprint of the last message it consumed. On assi
 matcher reads that message again: if it is gone (the log is shorter, as after a restart of
 the memory-only embedded broker) or different (a new log), the stored offset belongs to a log
 that no longer exists, and the partition is read from its beginning; the engine state is kept.
+Such a broker also comes back without topics: the broker probe behind /readyz creates them
+again (with their partition counts) as soon as it finds them missing.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -47,8 +50,9 @@ from geofence.events import Event, EventType
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
 from ingest.ping_message import parse_messages
+from services.broker import BrokerError
 from services.metrics import Metrics
-from services.store import Checkpoint, Store
+from services.store import Checkpoint, Observations, Store, devices_now
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,8 @@ PROBE_INTERVAL_S = 2.0
 #: On the way out, how long unacked events may take to reach the broker before we give up
 #: (they are produced again on the next start, which replays from the last checkpoint).
 SHUTDOWN_PRODUCE_S = 10.0
+#: How often the matcher looks for fence changes made through the API (they apply within this).
+FENCE_POLL_S = 2.0
 #: Kafka offset commits are informational; never let one hold the loop up for long.
 COMMIT_TIMEOUT_S = 5.0
 
@@ -87,6 +93,8 @@ class Partition:
     fingerprint: str | None = None
     verify_at: int | None = None  # offset whose fingerprint must match before reading on
     checkpointed_offset: int = -1
+    unrecorded: list[Event] = field(default_factory=list)  # events since the last checkpoint, for the store
+    sought: int = 0  # Matcher.seeks when the consumer was last positioned for this partition
 
 
 @dataclass(slots=True)
@@ -171,6 +179,8 @@ class Matcher:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.pending: Outbox | None = None  # processed but not yet acked: produced again first
+        self.fences_checked = time.monotonic()
+        self.seeks = 0  # consumer seeks so far: tells records polled before a seek from those after
         self.last_checkpoint = time.monotonic()
 
     # ------------------------------------------------------------------ lifecycle
@@ -238,32 +248,56 @@ class Matcher:
         self.consumer = self.producer = None
 
     async def _probe(self, stop: asyncio.Event) -> None:
-        """Keep Health.broker honest while the consumer retries quietly inside aiokafka."""
-        was_up = True
+        """Keep Health.broker honest while the consumer retries quietly inside aiokafka.
+
+        Also keep our topics there: a broker that restarted empty has none, and it may be back
+        before any probe saw it gone, so each probe looks for them (in a metadata request for
+        all topics, which creates none) rather than only after an outage it noticed.
+        """
+        topics = {self.pings_topic, self.events_topic, self.dlq_topic}
         while not stop.is_set():
             await sleep_or_stop(stop, PROBE_INTERVAL_S)
             producer = self.producer
             if producer is None:
                 continue
             try:
-                await asyncio.wait_for(producer.client.fetch_all_metadata(), PROBE_INTERVAL_S)
-                if not was_up:
-                    await self.ensure_topics()  # a broker that came back empty has no topics
-                self.health.broker, was_up = True, True
-            except (KafkaError, OSError, TimeoutError) as exc:
-                self.health.broker, was_up = False, False
+                cluster = await asyncio.wait_for(producer.client.fetch_all_metadata(), PROBE_INTERVAL_S)
+                if not topics <= cluster.topics():
+                    self.health.broker, self.health.error = False, "topics missing (broker restarted empty?)"
+                    await self._forget_log()
+                    await self.ensure_topics()
+                self.health.broker = True
+            except (KafkaError, OSError, TimeoutError, BrokerError) as exc:
+                self.health.broker = False
                 self.health.error = f"broker unreachable: {type(exc).__name__}"
 
     # ------------------------------------------------------------------ fences
 
-    async def load_fences(self) -> None:
+    async def load_fences(self, outbox: Outbox | None = None) -> None:
+        """Swap in the store's fences if they changed; visits in deleted fences end now."""
         fences, version = await self.store.load_fences()
-        if version != self.fence_version:
-            self.index = FenceIndex(fences, version)
-            self.fence_version = version
-            for part in self.parts.values():
-                part.engine.set_index(self.index)
-            self.metrics.fences_loaded.set(len(fences))
+        if version == self.fence_version:
+            return
+        self.index = FenceIndex(fences, version)
+        self.fence_version = version
+        for part in self.parts.values():
+            removed = part.engine.set_index(self.index)
+            part.unrecorded += removed
+            if outbox is not None:
+                outbox.events += removed
+        self.metrics.fences_loaded.set(len(fences))
+        log.info("fence set version %d: %d fences", version, len(fences))
+
+    async def _fences_changed(self) -> bool:
+        """Whether the fence set moved on (checked at most every FENCE_POLL_S)."""
+        if time.monotonic() - self.fences_checked < FENCE_POLL_S:
+            return False
+        self.fences_checked = time.monotonic()
+        try:
+            return await self.store.fence_version() != self.fence_version
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("cannot check for fence changes: %s", exc)
+            return False
 
     # ------------------------------------------------------------------ partitions
 
@@ -277,12 +311,8 @@ class Matcher:
                 else:
                     part = await self._restore(p)
                     self.parts[p] = part
-                tp = TopicPartition(self.pings_topic, p)
-                if part.next_offset > 0:
-                    part.verify_at = part.next_offset - 1
-                    self.consumer.seek(tp, part.verify_at)
-                else:
-                    self.consumer.seek(tp, 0)
+                part.verify_at = part.next_offset - 1 if part.next_offset > 0 else None
+                self._seek(p, part)
             self.health.assigned = bool(self.parts)
             self.metrics.devices_tracked.set(sum(len(x.engine.devices) for x in self.parts.values()))
 
@@ -314,6 +344,7 @@ class Matcher:
                 async with self.lock:
                     await self._produce(self.pending)
                     self.pending = None
+            seeks = self.seeks
             polled = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_POLL_RECORDS)
             started = time.perf_counter()
             commit: dict[TopicPartition, int] = {}
@@ -324,12 +355,22 @@ class Matcher:
                     part = self.parts.get(tp.partition)
                     if part is None or not records:
                         continue  # revoked while we waited
+                    if part.sought > seeks:
+                        # Positioned while we polled (adopted: aiokafka fetches from the Kafka-
+                        # committed offset until adopt seeks): these records may predate the
+                        # seek. Drop them and seek again; aiokafka refetches from there.
+                        self._seek(tp.partition, part)
+                        continue
                     records = self._verified(tp, part, records)
                     if records:
                         self._process(part, records, now, outbox)
                 if now is not None:
                     for part in self.parts.values():
-                        outbox.events += part.engine.advance(now)
+                        ticked = part.engine.advance(now)
+                        outbox.events += ticked
+                        part.unrecorded += ticked
+                if await self._fences_changed():
+                    await self.load_fences(outbox)
                 self._check_short_logs()
                 self.pending = outbox
                 await self._produce(outbox)
@@ -356,7 +397,7 @@ class Matcher:
         part.verify_at = None
         if first.offset == part.next_offset - 1 and fingerprint(first) == part.fingerprint:
             return records[1:]
-        self._reset_log(tp, part)
+        self._reset_log(tp, part, f"found {fingerprint(first)}, not {part.fingerprint}")
         return []
 
     def _check_short_logs(self) -> None:
@@ -370,18 +411,39 @@ class Matcher:
             end = consumer.highwater(tp)
             if end is not None and end <= part.verify_at:
                 part.verify_at = None
-                self._reset_log(tp, part)
+                self._reset_log(tp, part, f"the log ends at {end}")
 
-    def _reset_log(self, tp: TopicPartition, part: Partition) -> None:
+    def _reset_log(self, tp: TopicPartition, part: Partition, why: str) -> None:
         log.warning(
-            "partition %d: the log no longer holds checkpoint offset %d (broker reset?); reading it from the start",
+            "partition %d: the log no longer holds checkpoint offset %d (%s; broker reset?); reading it from the start",
             tp.partition,
             part.next_offset,
+            why,
         )
-        assert self.consumer is not None
         part.next_offset = 0
         part.fingerprint = None
-        self.consumer.seek(tp, 0)
+        self._seek(tp.partition, part)
+
+    async def _forget_log(self) -> None:
+        """The pings topic is gone: its next log starts at 0, wherever we stood in the old one.
+
+        Without this a consumer that kept its assignment would go on fetching at its old
+        positions, and skip the start of the new log once that grows past them.
+        """
+        async with self.lock:
+            for p, part in self.parts.items():
+                if part.next_offset > 0 or part.verify_at is not None:
+                    part.verify_at = None
+                    with contextlib.suppress(IllegalStateError):  # being revoked: adopt will verify
+                        self._reset_log(TopicPartition(self.pings_topic, p), part, "the topic is gone")
+
+    def _seek(self, p: int, part: Partition) -> None:
+        """Position the consumer where the partition reads next: the message to verify, if any."""
+        assert self.consumer is not None
+        self.seeks += 1
+        part.sought = self.seeks
+        offset = part.verify_at if part.verify_at is not None else part.next_offset
+        self.consumer.seek(TopicPartition(self.pings_topic, p), offset)
 
     def _process(
         self, part: Partition, records: list[ConsumerRecord[bytes, bytes]], now: float | None, outbox: Outbox
@@ -411,6 +473,7 @@ class Matcher:
         m.pings_rejected.labels(reason="late").inc(len(result.late))
         m.pings_duplicate.inc(len(result.duplicate))
         outbox.events += result.events
+        part.unrecorded += result.events
         last = records[-1]
         part.next_offset = last.offset + 1
         part.fingerprint = fingerprint(last)
@@ -459,12 +522,18 @@ class Matcher:
         offsets: dict[TopicPartition, int] = {}
         for p in partitions:
             part = self.parts[p]
-            if part.next_offset == part.checkpointed_offset and not part.engine.dirty:
+            if part.next_offset == part.checkpointed_offset and not part.engine.dirty and not part.unrecorded:
                 continue  # nothing consumed or changed since the last checkpoint
             stream, devices = part.engine.checkpoint()
-            await self.store.save_checkpoint(
-                Checkpoint(self.group, self.pings_topic, p, part.next_offset, part.fingerprint, stream, devices)
-            )
+            try:
+                await self.store.save_checkpoint(
+                    Checkpoint(self.group, self.pings_topic, p, part.next_offset, part.fingerprint, stream, devices),
+                    Observations(part.unrecorded, devices_now(devices)),
+                )
+            except BaseException:
+                part.engine.dirty.update(part.engine.devices.slots(np.array(list(devices), dtype=object)).tolist())
+                raise
+            part.unrecorded = []
             if part.next_offset > 0 and part.next_offset != part.checkpointed_offset:
                 offsets[TopicPartition(self.pings_topic, p)] = part.next_offset
             part.checkpointed_offset = part.next_offset

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="partitions of topics the service creates (Tansu auto-creates 4)")
     checkpoint_interval_s: float = Field(1.0, gt=0, description="how often engine state and offsets are saved")
     max_body_bytes: int = Field(5 * 1024 * 1024, gt=0, description="largest POST /v1/pings body accepted")
+    ping_retention_days: float = Field(31.0, gt=0, description="retention of raw pings in the pings and DLQ topics")
+    metrics_public: bool = Field(True, description="serve /metrics without a key (else viewer role)")
 
     @property
     def engine(self) -> EngineParams:

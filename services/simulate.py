@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: How often due pings are sent: small enough for smooth traffic, large enough to batch.
 TICK_S = 0.1
+#: Progress is logged every this many pings.
+REPORT_EVERY = 1000
 #: Patrols are planned this far ahead, then planned again.
 PLAN_S = 4 * 3600.0
 
@@ -127,6 +129,8 @@ async def simulate(opts: SimulateOptions, stop: asyncio.Event | None = None) -> 
             if pings:
                 await sink.send(pings)
                 sent += len(pings)
+                if sent // REPORT_EVERY != (sent - len(pings)) // REPORT_EVERY:
+                    log.info("sent %d pings from %d devices", sent, opts.devices)
             await sleep_or_stop(stop, TICK_S)
     finally:
         await sink.close()
