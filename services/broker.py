@@ -331,8 +331,11 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     timeout_s: float = ENSURE_TOPICS_TIMEOUT_S,
+    configs: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Create the topics (name -> partitions) that do not exist yet; existing ones are left alone.
+
+    `configs` gives topic configs to create a topic with (e.g. retention.ms for raw pings).
 
     Retries connection failures until timeout_s, so it can run while a broker is (re)starting;
     "already exists" (another process won the race) is success. An existing topic with another
@@ -348,7 +351,7 @@ async def ensure_topics(
         )
         try:
             await admin.start()
-            await _create_missing(admin, topics, replication_factor)
+            await _create_missing(admin, topics, replication_factor, configs or {})
             return
         except _RETRIABLE as e:
             if time.monotonic() + ENSURE_TOPICS_RETRY_S > deadline:
@@ -359,14 +362,20 @@ async def ensure_topics(
         await asyncio.sleep(ENSURE_TOPICS_RETRY_S)
 
 
-async def _create_missing(admin: AIOKafkaAdminClient, topics: dict[str, int], replication_factor: int) -> None:
+async def _create_missing(
+    admin: AIOKafkaAdminClient, topics: dict[str, int], replication_factor: int, configs: dict[str, dict[str, str]]
+) -> None:
     # All topics, not just ours: a metadata request naming a missing topic makes Tansu create it.
     described: list[dict[str, Any]] = await admin.describe_topics()
     existing = {t["topic"]: len(t["partitions"]) for t in described if t.get("error_code", 0) == 0}
     for name, count in existing.items():
         if name in topics and count != topics[name]:  # e.g. auto-created (4) by a client that got there first
             log.warning("topic %s exists with %d partitions, %d asked: left as is", name, count, topics[name])
-    missing = [NewTopic(name, n, replication_factor) for name, n in topics.items() if name not in existing]
+    missing = [
+        NewTopic(name, n, replication_factor, topic_configs=configs.get(name, {}))
+        for name, n in topics.items()
+        if name not in existing
+    ]
     if not missing:
         return
     response = await admin.create_topics(missing)

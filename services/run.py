@@ -61,7 +61,11 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             log.info("upserted %d fences from %s (fence set version %d)", len(fences), settings.fences, version)
         topics = {settings.topic_pings: settings.partitions, settings.topic_events: settings.partitions}
         topics[settings.topic_dlq] = settings.partitions
-        ensure = partial(ensure_topics, bootstrap, topics)
+        # Raw pings (with officers' positions) live only in these topics: they expire there.
+        retention = {"retention.ms": str(int(settings.ping_retention_days * 86_400_000))}
+        ensure = partial(
+            ensure_topics, bootstrap, topics, configs={settings.topic_pings: retention, settings.topic_dlq: retention}
+        )
         ctx = ServiceContext(settings, store, Metrics(), Health())
         tasks: list[asyncio.Task[None]] = []
         if settings.role in ("all", "matcher"):

@@ -11,6 +11,7 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from services.broker import STOP_GRACE_S, BrokerError, EmbeddedBroker, ensure_topics
 
@@ -182,3 +183,17 @@ async def test_consumer_highwater_after_partial_fetch_is_log_end(broker):
         assert consumer.highwater(tp) == 60
     finally:
         await consumer.stop()
+
+
+async def test_ensure_topics_creates_raw_ping_topic_with_retention(broker: EmbeddedBroker) -> None:
+    # Raw pings carry officers' positions: the topic holding them is created with their retention.
+    topic = f"pings-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(broker.bootstrap, {topic: 2}, configs={topic: {"retention.ms": str(31 * 86_400_000)}})
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    entries = {entry[0]: entry[1] for entry in described[0].resources[0][4]}
+    assert entries["retention.ms"] == "2678400000"
