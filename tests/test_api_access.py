@@ -226,3 +226,12 @@ async def test_audit_pages_with_cursor(api: Api) -> None:
 async def test_health_and_metrics_need_no_key(api: Api) -> None:
     assert (await api.client.get("/healthz")).status_code == 200
     assert (await api.client.get("/metrics")).status_code == 200
+
+
+async def test_metrics_restricted_by_setting_need_viewer_key(api: Api) -> None:
+    api.ctx.settings = Settings(metrics_public=False)
+    anonymous = await api.client.get("/metrics")
+    gateway = await api.client.get("/metrics", headers=api.as_(Role.INGEST))
+    viewer = await api.client.get("/metrics", headers=api.as_(Role.VIEWER))
+    assert (anonymous.status_code, gateway.status_code, viewer.status_code) == (401, 403, 200)
+    assert "hotspots_pings_consumed_total" in viewer.text

@@ -1,12 +1,14 @@
-"""Liveness, readiness and Prometheus metrics: no authentication, for orchestrators."""
+"""Liveness, readiness and Prometheus metrics: no authentication (metrics: unless restricted)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import Context
+from api.security import authenticate
+from services.access import Role
 
 router = APIRouter(tags=["health"])
 
@@ -28,6 +30,10 @@ async def readyz(ctx: Context) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics")
-async def metrics(ctx: Context) -> Response:
+@router.get("/metrics", summary="Prometheus metrics (a viewer key is needed when metrics_public is off)")
+async def metrics(request: Request, ctx: Context) -> Response:
+    if not ctx.settings.metrics_public:
+        who = await authenticate(request, ctx)
+        if not who.may(Role.VIEWER):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs the viewer role")
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
