@@ -6,6 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+#: The largest cursor (event seq, audit id): both are 64-bit integers in the store.
+MAX_CURSOR = 2**63 - 1
+
 
 class RejectedPing(BaseModel):
     index: int = Field(description="position of the ping in the array, or line number - 1 in NDJSON")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.api import bench_api
+from bench.pipeline import bench_pipeline
 from geofence.engine import Engine
 from geofence.fences import fences_from_geojson
 from geofence.index import FenceIndex
@@ -104,6 +106,8 @@ def main() -> int:
     bench_engine()
     bench_replay()
     bench_memory()
+    bench_pipeline()
+    bench_api()
     return 0
 
 

@@ -96,7 +96,7 @@ class Engine:
         self.reorder.max_ts = math.inf
         released = self.reorder.arrive(Held.empty()).released
         self.reorder.max_ts = float(np.nanmax(self.devices.latest_seen[: len(self.devices)], initial=NEG_INF))
-        return self._apply(released, None)
+        return self._apply(released, None, final=True)
 
     def set_index(self, index: FenceIndex) -> list[Event]:
         """Swap in a new fence snapshot; the next batch sees only the new fences.
@@ -117,21 +117,23 @@ class Engine:
 
     # ------------------------------------------------------------------ state machine
 
-    def _apply(self, r: Held, now: float | None) -> list[Event]:
+    def _apply(self, r: Held, now: float | None, final: bool = False) -> list[Event]:
+        """Released pings through the state machine. Losses are found whenever the watermark is
+        looked at: at each released ping (inside _apply_released), at a wall-clock tick, and
+        once more at the end of a finite input."""
         p = self.params
         dev = self.devices
         w0 = self.watermark if now is None else max(self.watermark, now - p.max_lateness_s)
-        m = len(r)
         events: list[Event] = []
-        if m:
+        if len(r):
             events = self._apply_released(r, w0)
             self.watermark = max(w0, float(r.ts.max()) - p.max_lateness_s)
         else:
             self.watermark = w0
-            # Only the wall clock moved: devices it has passed are lost, in first-seen order.
+        if final or (not len(r) and now is not None):
             n = len(dev)
-            gone = np.flatnonzero(~dev.lost[:n] & (dev.last_ts[:n] + p.signal_timeout_s < w0))
-            for s in gone.tolist():
+            gone = np.flatnonzero(~dev.lost[:n] & (dev.last_ts[:n] + p.signal_timeout_s < self.watermark))
+            for s in gone.tolist():  # in first-seen order
                 events += self.machine.lose(s, self._last_fix(s))
             dev.lost[gone] = True
             self.dirty.update(gone.tolist())

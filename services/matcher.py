@@ -196,7 +196,7 @@ class Matcher:
                     await self._connect()
                     delay = RETRY_FIRST_S
                     await self._loop(stop)
-                except (KafkaError, OSError, TimeoutError) as exc:
+                except (KafkaError, OSError, TimeoutError, BrokerError) as exc:
                     self.health.broker = False
                     self.health.error = f"{type(exc).__name__}: {exc}"
                     log.warning("kafka unavailable (%s); retrying in %.1f s", self.health.error, delay)
@@ -207,6 +207,8 @@ class Matcher:
             await self._shutdown()
 
     async def _connect(self) -> None:
+        """Start the clients that are not running; with both already up, the probe judges the broker."""
+        connected = False
         if self.producer is None:
             await self.ensure_topics()
             producer = AIOKafkaProducer(
@@ -214,6 +216,7 @@ class Matcher:
             )
             await producer.start()
             self.producer = producer
+            connected = True
         if self.consumer is None:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap,
@@ -227,8 +230,10 @@ class Matcher:
             await consumer.start()
             consumer.subscribe([self.pings_topic], listener=Rebalance(self))
             self.consumer = consumer
-        self.health.broker = True
-        self.health.error = None
+            connected = True
+        if connected:  # not after a failed batch with both clients up: the broker may still be away
+            self.health.broker = True
+            self.health.error = None
 
     async def _shutdown(self) -> None:
         try:

@@ -38,9 +38,14 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
     """Start every part the role asks for and run until stop is set (or SIGINT/SIGTERM)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        log.info("%s: stopping", sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
         bootstrap = settings.kafka_bootstrap
@@ -96,6 +101,9 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
         waiter = asyncio.create_task(stop.wait())
         await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
+        # A part that returned while nobody asked it to stop failed too: say so, exit non-zero.
+        quit_early = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is None]
+        quit_early = quit_early if not stop.is_set() else []
         stop.set()
         if settings.role in ("all", "api"):
             server.should_exit = True
@@ -104,6 +112,10 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 log.error("%s failed: %r", task.get_name(), result)
                 raise result
+        if quit_early:
+            names = ", ".join(t.get_name() for t in quit_early)
+            log.error("%s stopped by itself: service stopped", names)
+            raise RuntimeError(f"{names} stopped by itself")
 
 
 async def _ingest_producer(ctx: ServiceContext, bootstrap: str, stop: asyncio.Event) -> None:

@@ -32,6 +32,7 @@ from helpers import (
 from geofence.engine import Engine
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
+from geofence.pings import PingBatch
 
 DEBOUNCE_30 = EngineParams(debounce_s=30.0)
 NO_LATENESS = EngineParams(max_lateness_s=0.0)
@@ -888,3 +889,25 @@ def test_dwell_totals_device_never_inside_no_rows_all_outside() -> None:
     _, engine = run([P(0, "far"), P(10, "far")])
     assert engine.dwell_totals() == {}
     assert engine.device_totals()["d1"]["outside_s"] == 10.0
+
+
+def test_engine_empty_batch_finds_no_loss_the_next_ping_would_order_differently() -> None:
+    # b's ping at 42 is applied behind the watermark (63): b is proven lost only at the next
+    # released ping (84), together with a, in first-seen order. An empty batch in between
+    # (no ping, no clock) must not report b early: the output is the same however it is cut.
+    arrivals = [("a", 2), ("b", 0), ("a", 22), ("a", 23), ("b", 20), ("a", 43), ("a", 63), ("b", 42), ("b", 84)]
+    params = EngineParams(signal_timeout_s=20, max_lateness_s=0)
+
+    def run(cuts: list[int]) -> list[tuple[str, str, float]]:
+        engine, out, i = Engine(FenceIndex([]), params), [], 0
+        for n in cuts:
+            part = arrivals[i : i + n]
+            i += n
+            batch = PingBatch.from_columns([d for d, _ in part], [t for _, t in part], [0.0] * n, [0.0] * n)
+            out += engine.process(batch).events
+        out += engine.flush()
+        return [(e.type.value, e.device_id, e.ts) for e in out]
+
+    expected_tail = [("signal_lost", "a", 63.0), ("signal_lost", "b", 42.0), ("signal_restored", "b", 84.0)]
+    assert run([1] * 9)[-3:] == expected_tail
+    assert run([1, 7, 0, 1]) == run([1] * 9)

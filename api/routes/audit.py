@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import Context
-from api.schemas import AuditEntry, AuditPage
+from api.schemas import MAX_CURSOR, AuditEntry, AuditPage
 from api.security import Admin
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -21,7 +21,7 @@ async def audit_log(
     until: Annotated[float | None, Query(description="epoch seconds, exclusive")] = None,
     target: Annotated[str | None, Query(description="device or fence id")] = None,
     key_id: Annotated[str | None, Query(description="the API key that acted")] = None,
-    after: Annotated[int, Query(ge=0, description="cursor: the next_after of the previous page")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_CURSOR, description="cursor: the next_after of the previous page")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     rows = await ctx.store.audit_entries(

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.deps import Context
-from api.schemas import EventPage
+from api.schemas import MAX_CURSOR, EventPage
 from api.security import Viewer, audit
 from api.timeparams import time_range
 from services.store import Store
@@ -36,7 +36,7 @@ async def list_events(
     type: Annotated[list[EventType] | None, Query()] = None,
     fence_id: Annotated[str | None, Query()] = None,
     device_id: Annotated[str | None, Query()] = None,
-    after: Annotated[int, Query(ge=0, description="cursor: next_after of the previous page")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_CURSOR, description="cursor: next_after of the previous page")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventPage:
     lo, hi = time_range(start, end, required=False)
@@ -64,7 +64,9 @@ async def stream_events(
     fence_id: Annotated[str | None, Query()] = None,
     device_id: Annotated[str | None, Query()] = None,
     last_event_id: Annotated[str | None, Header(description="seq of the last event received")] = None,
-    after: Annotated[int | None, Query(ge=0, description="start after this seq (instead of Last-Event-ID)")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_CURSOR, description="start after this seq (instead of Last-Event-ID)")
+    ] = None,
 ) -> StreamingResponse:
     start = after if after is not None else _seq(last_event_id)
     if start is None:
@@ -75,7 +77,8 @@ async def stream_events(
 
 
 def _seq(value: str | None) -> int | None:
-    return int(value) if value is not None and value.strip().isdigit() else None
+    seq = int(value) if value is not None and value.strip().isdigit() else None
+    return seq if seq is not None and seq <= MAX_CURSOR else None
 
 
 async def _stream(

@@ -8,12 +8,13 @@ import orjson
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse
-from ingest.ping_message import BodyError, parse_http_body
 
 from api.deps import Context
 from api.schemas import IngestResult, RejectedPing
+from api.security import Ingest
 from geofence.events import format_ts
 from geofence.pings import PingBatch
+from ingest.ping_message import BodyError, parse_http_body
 
 router = APIRouter(prefix="/v1", tags=["pings"])
 
@@ -61,7 +62,7 @@ def ping_messages(batch: PingBatch) -> list[tuple[bytes, bytes]]:
     summary="Submit pings: a JSON array (or one object) or NDJSON",
     responses={413: {"description": "body too large"}, 422: {"description": "no ping was valid"}},
 )
-async def post_pings(request: Request, ctx: Context) -> JSONResponse:
+async def post_pings(request: Request, ctx: Context, _: Ingest) -> JSONResponse:
     body = await _read_body(request, ctx.settings.max_body_bytes)
     try:
         parsed = parse_http_body(body, request.headers.get("content-type", "application/json"))
