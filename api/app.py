@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 
 from api.context import ServiceContext
 from api.routes import audit, dwell, events, fences, health, pings, presence
@@ -16,6 +19,14 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         description="Geofence events and dwell for hot spots policing.",
     )
     app.state.ctx = ctx
+
+    @app.middleware("http")
+    async def refuse_nul(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """No id or filter may hold a NUL byte: PostgreSQL text cannot store one (it would be a 500)."""
+        if "\x00" in request.scope["path"] or b"%00" in request.scope.get("query_string", b""):
+            return JSONResponse({"detail": "the request URL holds a NUL byte"}, status_code=400)
+        return await call_next(request)
+
     app.include_router(health.router)
     app.include_router(pings.router)
     app.include_router(fences.router)

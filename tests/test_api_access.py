@@ -235,3 +235,16 @@ async def test_metrics_restricted_by_setting_need_viewer_key(api: Api) -> None:
     viewer = await api.client.get("/metrics", headers=api.as_(Role.VIEWER))
     assert (anonymous.status_code, gateway.status_code, viewer.status_code) == (401, 403, 200)
     assert "hotspots_pings_consumed_total" in viewer.text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/fences/A%00B",  # in a path id
+        "/v1/events?device_id=R%00",  # in a filter
+    ],
+)
+async def test_api_nul_byte_in_url_answers_400(api: Api, url: str) -> None:
+    response = await api.client.get(url, headers=api.as_(Role.VIEWER))
+    assert response.status_code == 400
+    assert "NUL" in response.json()["detail"]
