@@ -276,9 +276,30 @@ class Matcher:
                     await self._forget_log()
                     await self.ensure_topics()
                 self.health.broker = True
+                await self._measure_lag()
             except (KafkaError, OSError, TimeoutError, BrokerError) as exc:
                 self.health.broker = False
                 self.health.error = f"broker unreachable: {type(exc).__name__}"
+
+    async def _measure_lag(self) -> None:
+        """Lag per partition: the log's end minus the next offset to process.
+
+        The end is the larger of the last fetch's high watermark (stale while a backlog is
+        prefetched) and ListOffsets (Tansu answers it with the last batch's base offset).
+        """
+        consumer = self.consumer
+        if consumer is None or not self.parts:
+            return
+        tps = [TopicPartition(self.pings_topic, p) for p in self.parts]
+        try:
+            ends = await asyncio.wait_for(consumer.end_offsets(tps), PROBE_INTERVAL_S)
+        except (KafkaError, IllegalStateError, TimeoutError):
+            ends = {}
+        for tp in tps:
+            part = self.parts.get(tp.partition)
+            end = max(consumer.highwater(tp) or 0, ends.get(tp, 0))
+            if part is not None and end:
+                self.metrics.consumer_lag.labels(partition=str(tp.partition)).set(max(end - part.next_offset, 0))
 
     # ------------------------------------------------------------------ fences
 
@@ -487,7 +508,7 @@ class Matcher:
         part.next_offset = last.offset + 1
         part.fingerprint = fingerprint(last)
         end = self.consumer.highwater(TopicPartition(last.topic, last.partition)) if self.consumer else None
-        if end is not None:
+        if end is not None:  # refined by _measure_lag, which also asks the broker for the log's end
             m.consumer_lag.labels(partition=str(last.partition)).set(max(end - part.next_offset, 0))
 
     def _unknown_fences(self, extras: np.ndarray) -> np.ndarray:
