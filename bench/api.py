@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import multiprocessing as mp
 import os
-import socket
 import tempfile
 import time
 import uuid
@@ -45,6 +44,7 @@ import numpy as np
 from geofence.events import Event, EventType, ExitReason
 from geofence.fences import fences_from_geojson
 from services.access import Role
+from services.broker import free_port
 from services.keys import create_key
 from services.store import DeviceNow, Store, database_url
 from services.workload import device_name, make_fences
@@ -309,13 +309,6 @@ async def _serve(url: str, port: int) -> None:
         await store.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def _child(target: Any, *args: Any) -> Iterator[mp.process.BaseProcess]:
     proc = mp.get_context("spawn").Process(target=target, args=args, daemon=True)
@@ -451,7 +444,7 @@ def run_backend(name: str, url: str, world: World) -> None:
             ("GET /v1/presence (all fences)", "/v1/presence", {}, TARGET_P99_MS["presence"]),
             ("GET /v1/dwell 7 days by fence", "/v1/dwell", week, TARGET_P99_MS["dwell"]),
         ):
-            port = _free_port()
+            port = free_port()
             base = f"http://{HOST}:{port}"
             with _child(_server_main, url, port):  # a fresh server each: no backlog carried over
                 asyncio.run(_wait_ready(base))

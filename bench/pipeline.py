@@ -31,7 +31,6 @@ import json
 import os
 import pickle
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -45,10 +44,10 @@ import httpx
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.partitioner import murmur2
 
 from geofence.pings import PingBatch
-from services.broker import EmbeddedBroker, ensure_topics
+from services.broker import EmbeddedBroker, ensure_topics, free_port
+from services.replay import partition_for
 from services.workload import make_fences, make_pings
 
 HOST = "127.0.0.1"
@@ -198,14 +197,8 @@ def _renamed(pings: PingBatch, prefix: str) -> PingBatch:
     return PingBatch(device_id=ids, ts=pings.ts, lat=pings.lat, lon=pings.lon, accuracy_m=pings.accuracy_m)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 async def _start_service(bootstrap: str, fences: Path, tmp: Path) -> Service:
-    port = _free_port()
+    port = free_port()
     log = tmp / "service.log"
     argv = [
         sys.executable, "-m", "services.cli", "run",
@@ -276,7 +269,7 @@ async def _sample(http: httpx.AsyncClient) -> Sample:
 def _partitions(device_id: np.ndarray) -> np.ndarray:
     """Each ping's partition: murmur2 of its key, as the default partitioner of a producer picks."""
     names, inverse = np.unique(device_id.astype(str), return_inverse=True)
-    per_device = np.array([(murmur2(n.encode()) & 0x7FFFFFFF) % PARTITIONS for n in names.tolist()])
+    per_device = np.array([partition_for(n, PARTITIONS) for n in names.tolist()])
     return per_device[inverse].astype(np.int8)
 
 

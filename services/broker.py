@@ -94,7 +94,7 @@ class BrokerError(RuntimeError):
     """The embedded broker could not be started, or topics could not be ensured."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A loopback port free right now (the broker binds it a moment later; see PORT_ATTEMPTS)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
@@ -163,7 +163,7 @@ class EmbeddedBroker:
         attempts = PORT_ATTEMPTS if choose_port else 1
         for attempt in range(1, attempts + 1):
             if choose_port:
-                self._port = _free_port()
+                self._port = free_port()
             self._spawn()
             try:
                 await self._wait_ready(time.monotonic() + START_TIMEOUT_S)

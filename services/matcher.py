@@ -481,11 +481,10 @@ class Matcher:
         m = self.metrics
         m.pings_consumed.inc(len(records))
         parsed = parse_messages([r.value for r in records])
-        rejected = {r.index for r in parsed.rejects}
         for r in parsed.rejects:
             outbox.dlq.append(dlq_record(records[r.index], f"{r.field}: {r.reason}" if r.field else r.reason))
             m.pings_rejected.labels(reason="invalid").inc()
-        source = [i for i in range(len(records)) if i not in rejected]
+        source = np.delete(np.arange(len(records)), [r.index for r in parsed.rejects])  # message of each ping
         batch = parsed.batch
         unknown = self._unknown_fences(batch.extras)
         if len(unknown):
@@ -495,7 +494,7 @@ class Matcher:
             m.pings_rejected.labels(reason="unknown_fence").inc(len(unknown))
             keep = np.setdiff1d(np.arange(len(batch)), unknown)
             batch = batch.take(keep)
-            source = [source[i] for i in keep.tolist()]
+            source = source[keep]
         result = part.engine.process(batch, now=now)
         for i in result.late.tolist():
             outbox.dlq.append(dlq_record(records[source[i]], "late"))

@@ -16,20 +16,14 @@ not stop or restart it: a test that needs an outage starts its own ``EmbeddedBro
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-import sqlalchemy as sa
+from databases import fresh_database
 
 from services.broker import EmbeddedBroker
 from services.store import Store, database_url
-
-#: The PostgreSQL server tests create their databases on (CI has one on localhost).
-PG_URL = os.environ.get("HOTSPOTS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")
@@ -49,20 +43,8 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     if request.param == "sqlite":
         yield database_url(None, tmp_path)
         return
-    name = f"hotspots_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield database_url(sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False), tmp_path)
-    finally:
-        admin = await asyncpg.connect(PG_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with fresh_database() as url:
+        yield database_url(url, tmp_path)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -31,9 +30,9 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import asyncpg
+import databases
 import httpx
 import orjson
-import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
@@ -41,7 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ingest.csv_pings import write_ping_csv
 from services.access import Role
-from services.broker import ensure_topics
+from services.broker import ensure_topics, free_port
 from services.cli import main as hotspots_main
 from services.keys import create_key
 from services.store import database_url
@@ -79,12 +78,6 @@ def run_private(coro: Coroutine[Any, Any, T]) -> T:
         return result
     finally:
         loop.close()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def poll_until(
@@ -334,27 +327,12 @@ def assignments(service: Service) -> list[set[int]]:
 
 # -- PostgreSQL --------------------------------------------------------------------------------
 
-#: The server the tests create their databases on (CI runs one; unreachable fails, not skips).
-PG_URL = os.environ.get("HOTSPOTS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
 
 @asynccontextmanager
 async def fresh_database() -> AsyncIterator[str]:
-    """A new, empty PostgreSQL database for one test, dropped afterwards; yields its URL."""
-    name = f"hotspots_pipeline_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin = await asyncpg.connect(PG_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    """A new, empty PostgreSQL database for one pipeline test, dropped afterwards; yields its URL."""
+    async with databases.fresh_database("hotspots_pipeline") as url:
+        yield url
 
 
 async def pg_checkpointed(url: str, names: Names) -> int:

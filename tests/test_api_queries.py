@@ -7,7 +7,6 @@ recorded with the checkpoint); every test runs on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from geofence.fences import fences_from_geojson
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
 from services.access import Role
+from services.broker import free_port
 from services.keys import create_key
 from services.metrics import Metrics
 from services.settings import Settings
@@ -167,7 +167,7 @@ async def test_events_filtered_by_type_and_fence(filled: Filled) -> None:
 
 
 async def test_events_stream_sends_new_events_and_resumes_from_last_event_id(filled: Filled) -> None:
-    port = _free_port()
+    port = free_port()
     ctx = ServiceContext(Settings(), filled.store, Metrics())
     server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
@@ -200,9 +200,3 @@ async def _read_events(
                 if len(out) == n:
                     break
     return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

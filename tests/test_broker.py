@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from pipeline_support import topic_partitions
 
 from services.broker import STOP_GRACE_S, BrokerError, EmbeddedBroker, ensure_topics
 
@@ -30,22 +31,12 @@ def _gone(pid: int) -> bool:
     return False
 
 
-async def _partitions(bootstrap: str) -> dict[str, int]:
-    """Every topic and its partition count (all topics: naming a missing one would create it)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        await admin.start()
-        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
-    finally:
-        await admin.close()
-
-
 async def test_embedded_broker_start_then_stop_leaves_no_process(tmp_path):
     b = EmbeddedBroker(log_dir=tmp_path)
     await b.start()
     pid = b.pid
     assert pid is not None and b.running and b.bootstrap == f"127.0.0.1:{b.port}"
-    assert await _partitions(b.bootstrap) == {}
+    assert await topic_partitions(b.bootstrap) == {}
     await b.stop()
     assert _gone(pid) and not b.running and b.pid is None
     await b.stop()  # idempotent
@@ -66,7 +57,7 @@ async def test_embedded_broker_restart_same_port_comes_back_empty():
         assert old_pid is not None
         await b.restart()
         assert b.bootstrap == bootstrap and b.pid != old_pid and _gone(old_pid)
-        assert await _partitions(b.bootstrap) == {}
+        assert await topic_partitions(b.bootstrap) == {}
 
 
 async def test_embedded_broker_restart_under_connected_client_is_quick_and_client_recovers():
@@ -101,11 +92,11 @@ async def test_embedded_broker_start_sync_inside_running_loop_refused():
         EmbeddedBroker().start_sync()
 
 
-async def test_ensure_topics_missing_topics_created_with_requested_partitions(broker):
+async def test_ensure_topics_missing_topics_created_with_requestedtopic_partitions(broker):
     a, b = _name("three"), _name("one")
     await ensure_topics(broker.bootstrap, {a: 3, b: 1})
     await ensure_topics(broker.bootstrap, {a: 3, b: 1})  # existing: tolerated, unchanged
-    found = await _partitions(broker.bootstrap)
+    found = await topic_partitions(broker.bootstrap)
     assert found[a] == 3 and found[b] == 1
 
 
@@ -120,7 +111,7 @@ async def test_ensure_topics_broker_still_starting_retries_until_up():
     assert not pending.done()
     async with b:
         await asyncio.wait_for(pending, 10)
-        assert (await _partitions(b.bootstrap))[topic] == 2
+        assert (await topic_partitions(b.bootstrap))[topic] == 2
 
 
 async def test_embedded_broker_group_consumer_reads_what_was_produced(broker):
