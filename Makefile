@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+#: Debian's Chromium, driven by Playwright (the Python package) in the browser tests.
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run replay test lint bench sample clean
 
@@ -20,7 +22,12 @@ replay: $(STAMP)
 		--out var/sample-events.jsonl --dwell-out var/sample-dwell.csv --devices-out var/sample-devices.csv
 	@echo "events: var/sample-events.jsonl  dwell: var/sample-dwell.csv  per device: var/sample-devices.csv"
 
-test: $(STAMP)
+# Playwright cannot download its own browser here; the tests use the system Chromium.
+$(CHROMIUM):
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

@@ -436,7 +436,7 @@ class Store:
             _sqlite_setup(engine)
         store = cls(engine)
         try:
-            async with store._write() as conn:
+            async with store.write() as conn:
                 if store._pg:  # two processes starting together must not both create tables
                     await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
                 await conn.run_sync(_upgrade)
@@ -458,16 +458,19 @@ class Store:
         return True
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction on the writer pool (one connection on SQLite: one writer at a time)."""
         async with self._writer.begin() as conn:
             yield conn
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction on the reader pool, for queries kept in their own modules."""
         async with self._reader.begin() as conn:
             yield conn
 
-    def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    def insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+        """The dialect's INSERT, which has on_conflict_do_update/do_nothing on both."""
         return postgresql.insert(table) if self._pg else sqlite.insert(table)
 
     # ------------------------------------------------------------------ fences
@@ -486,11 +489,11 @@ class Store:
             }
             for f in fences
         }
-        async with self._write() as conn:
+        async with self.write() as conn:
             if not rows:
                 return await self._version(conn)
             version = await self._bump(conn)
-            ins = self._insert(fences_table)
+            ins = self.insert(fences_table)
             stmt = ins.on_conflict_do_update(
                 index_elements=[fences_table.c.fence_id],
                 set_={c: ins.excluded[c] for c in ("name", "buffer_m", "geometry", "version")},
@@ -500,7 +503,7 @@ class Store:
 
     async def delete_fence(self, fence_id: str) -> int | None:
         """Remove a fence; the new fence-set version, or None (and no bump) if there was none."""
-        async with self._write() as conn:
+        async with self.write() as conn:
             result = await conn.execute(sa.delete(fences_table).where(fences_table.c.fence_id == fence_id))
             if result.rowcount == 0:
                 return None
@@ -508,7 +511,7 @@ class Store:
 
     async def load_fences(self) -> tuple[list[Fence], int]:
         """Every fence (validated and buffered again) and the version they make up, consistently."""
-        async with self._read() as conn:
+        async with self.read() as conn:
             version = await self._version(conn)
             rows = (await conn.execute(sa.select(fences_table).order_by(fences_table.c.fence_id))).all()
         fences = [
@@ -543,7 +546,7 @@ class Store:
     # ------------------------------------------------------------------ keys and audit
 
     async def add_api_key(self, key_id: str, name: str, role: str, secret_hash: str) -> None:
-        async with self._write() as conn:
+        async with self.write() as conn:
             await conn.execute(
                 sa.insert(api_keys).values(
                     key_id=key_id, name=name, role=role, secret_hash=secret_hash, created_at=time.time()
@@ -552,18 +555,18 @@ class Store:
 
     async def find_api_key(self, key_id: str) -> sa.Row[Any] | None:
         """The key's row if it exists and is not revoked."""
-        async with self._read() as conn:
+        async with self.read() as conn:
             query = sa.select(api_keys).where((api_keys.c.key_id == key_id) & api_keys.c.revoked_at.is_(None))
             return (await conn.execute(query)).one_or_none()
 
     async def list_api_keys(self) -> list[Any]:
-        async with self._read() as conn:
+        async with self.read() as conn:
             query = sa.select(api_keys.c.key_id, api_keys.c.name, api_keys.c.role, api_keys.c.created_at,
                               api_keys.c.revoked_at).order_by(api_keys.c.created_at)  # fmt: skip
             return list((await conn.execute(query)).all())
 
     async def revoke_api_key(self, key_id: str) -> bool:
-        async with self._write() as conn:
+        async with self.write() as conn:
             result = await conn.execute(
                 sa.update(api_keys)
                 .where((api_keys.c.key_id == key_id) & api_keys.c.revoked_at.is_(None))
@@ -574,7 +577,7 @@ class Store:
     async def audit(
         self, key_id: str, role: str, action: str, target: str | None, detail: dict[str, Any] | None = None
     ) -> None:
-        async with self._write() as conn:
+        async with self.write() as conn:
             await conn.execute(
                 sa.insert(audit_log).values(
                     ts=time.time(), key_id=key_id, role=role, action=action, target=target, detail=detail
@@ -596,12 +599,12 @@ class Store:
             query = query.where(c.target == target)
         if key_id is not None:
             query = query.where(c.key_id == key_id)
-        async with self._read() as conn:
+        async with self.read() as conn:
             return list((await conn.execute(query)).all())
 
     async def fence_version(self) -> int:
         """The current fence-set version: cheap, for matchers polling for changes."""
-        async with self._read() as conn:
+        async with self.read() as conn:
             return await self._version(conn)
 
     # ------------------------------------------------------------------ checkpoints
@@ -611,7 +614,7 @@ class Store:
         key = (checkpoints.c.consumer_group == group) & (checkpoints.c.topic == topic)
         key &= checkpoints.c.partition == partition
         dev = checkpoint_devices.c
-        async with self._read() as conn:
+        async with self.read() as conn:
             row = (await conn.execute(sa.select(checkpoints).where(key))).one_or_none()
             if row is None:
                 return None
@@ -633,8 +636,8 @@ class Store:
         at all, so after a crash nothing is recorded twice or lost.
         """
         key = {"consumer_group": cp.group, "topic": cp.topic, "partition": cp.partition}
-        async with self._write() as conn:
-            ins = self._insert(checkpoints).values(
+        async with self.write() as conn:
+            ins = self.insert(checkpoints).values(
                 **key, next_offset=cp.next_offset, log_fingerprint=cp.log_fingerprint, stream=cp.stream
             )
             stmt = ins.on_conflict_do_update(
@@ -667,7 +670,7 @@ class Store:
 
         The live pipeline passes them to `save_checkpoint` instead, to commit them with the offset.
         """
-        async with self._write() as conn:
+        async with self.write() as conn:
             await self._record(conn, Observations(events, devices))
 
     async def _record(self, conn: AsyncConnection, obs: Observations) -> None:
@@ -748,7 +751,7 @@ class Store:
             if value is not None:
                 query = query.where(column == value)
         out: dict[str, list[Present]] = {}
-        async with self._read() as conn:
+        async with self.read() as conn:
             for r in (await conn.execute(query)).all():
                 out.setdefault(r.fence_id, []).append(Present(*r[1:]))
         return out
@@ -756,7 +759,7 @@ class Store:
     async def device_now(self, device_id: str) -> StoredDevice | None:
         """A device as last recorded, with the fences it is inside; None if never recorded."""
         d, p = devices_table.c, presence_table.c
-        async with self._read() as conn:
+        async with self.read() as conn:
             row = (await conn.execute(sa.select(devices_table).where(d.device_id == device_id))).one_or_none()
             if row is None:
                 return None
@@ -770,7 +773,7 @@ class Store:
 
     async def last_event_seq(self) -> int:
         """The seq of the newest recorded event, 0 if none: where a new SSE stream starts."""
-        async with self._read() as conn:
+        async with self.read() as conn:
             seq = (await conn.execute(sa.select(sa.func.max(events_table.c.seq)))).scalar_one()
         return int(seq or 0)
 
@@ -802,7 +805,7 @@ class Store:
         for column, value in ((c.fence_id, fence_id), (c.device_id, device_id), (c.officer_id, officer_id)):
             if value is not None:
                 query = query.where(column == value)
-        async with self._read() as conn:
+        async with self.read() as conn:
             return [StoredEvent(*r) for r in (await conn.execute(query)).all()]
 
     async def dwell(
@@ -835,7 +838,7 @@ class Store:
         lo, hi = float(from_ts), float(to_ts)
         width = next((_BUCKET_S[b] for b in ("day", "hour") if b in dims), None)
         totals = "device" in dims and "fence" not in dims and fence_id is None
-        async with self._read() as conn:
+        async with self.read() as conn:
             if self._pg:  # the planner prices the last-ping subquery per visit and would JIT-compile
                 await conn.execute(sa.text("SET LOCAL jit = off"))  # the scan: ~150 ms lost per query
             if width is None and not totals:

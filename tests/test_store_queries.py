@@ -104,7 +104,7 @@ async def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
         "lost_gaps": sa.select(lost_gaps).order_by(*lost_gaps.primary_key.columns),
         "devices": sa.select(*(c for c in devices_table.c if c.name != "updated_at")).order_by(d.device_id),
     }
-    async with store._read() as conn:
+    async with store.read() as conn:
         return {name: [tuple(r) for r in (await conn.execute(q)).all()] for name, q in queries.items()}
 
 
