@@ -6,7 +6,10 @@ STAMP := $(VENV)/.installed
 #: Debian's Chromium, driven by Playwright (the Python package) in the browser tests.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run replay test lint bench sample clean
+#: The control-room page, built from web/ into the package (api/static/) with the locked npm packages.
+WEB := api/static/index.html
+
+.PHONY: run replay test lint bench sample clean web
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +17,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+$(WEB): web/package.json web/package-lock.json web/build.mjs $(wildcard web/src/*)
+	cd web && npm ci --no-audit --no-fund && npm run build
+
+web: $(WEB)
+
+run: $(STAMP) $(WEB)
 	$(BIN)/hotspots run --fences samples/fences.geojson
 
 replay: $(STAMP)
@@ -27,7 +35,7 @@ $(CHROMIUM):
 	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(WEB)
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -42,4 +50,4 @@ sample: $(STAMP)
 	$(BIN)/python scripts/make_sample.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache api/static web/node_modules

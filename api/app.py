@@ -8,7 +8,21 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.context import ServiceContext
-from api.routes import audit, dwell, events, fences, health, pings, presence
+from api.routes import (
+    audit,
+    calibration,
+    compliance,
+    dwell,
+    events,
+    fences,
+    health,
+    incidents,
+    page,
+    pings,
+    plans,
+    presence,
+    reports,
+)
 
 
 def create_app(ctx: ServiceContext) -> FastAPI:
@@ -34,4 +48,10 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.include_router(dwell.router)
     app.include_router(events.router)
     app.include_router(audit.router)
+    app.include_router(incidents.router)
+    app.include_router(calibration.router)
+    app.include_router(plans.router)
+    app.include_router(compliance.router)
+    app.include_router(reports.router)
+    page.mount(app)
     return app

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from services.access import RateLimiter
 from services.matcher import Health
 from services.metrics import Metrics
+from services.presence_cache import PresenceCache
+from services.query_cache import FreshCache, JsonBody
 from services.settings import Settings
 from services.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    """A query's response body, serialised once, and the devices it shows (for the audit log)."""
+
+    body: JsonBody
+    devices: list[str]
 
 
 @dataclass(slots=True)
@@ -24,3 +35,9 @@ class ServiceContext:
     producer: AIOKafkaProducer | None = None  # for HTTP ingest; None until the broker is reachable
     matcher_running: bool = False
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    presence: PresenceCache = field(init=False)
+    answers: FreshCache[tuple[Any, ...], CachedAnswer] = field(init=False)  # e.g. dwell, by query
+
+    def __post_init__(self) -> None:
+        self.presence = PresenceCache(self.store, self.settings.query_refresh_s)
+        self.answers = FreshCache(lambda: self.store.query_version(), self.settings.query_refresh_s)

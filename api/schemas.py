@@ -75,6 +75,10 @@ class DevicePresence(BaseModel):
     callsign: str | None
 
 
+class DevicesAnswer(BaseModel):
+    devices: list[DevicePresence] = Field(description="every device ever recorded, by device id")
+
+
 class DwellFigures(BaseModel):
     fence_id: str | None = None
     device_id: str | None = None

@@ -13,7 +13,8 @@ inside a hot spot right now. Then three processes on 127.0.0.1:
 * here, a paced open-loop load generator: RATE requests/s for LOAD_S seconds per endpoint
   (latency counted from each request's due time, so a stalled server cannot hide its queue),
   spread over several viewer keys as a control room's dashboards would be (the per-key rate
-  limit stays as deployed), at most MAX_IN_FLIGHT outstanding, REQUEST_TIMEOUT_S each.
+  limit stays as deployed), at most MAX_IN_FLIGHT outstanding, REQUEST_TIMEOUT_S each. Like any
+  HTTP client it accepts gzip; it reads each answer as sent, without decoding it (see `_Http`).
 
 Measured: GET /v1/presence (every fence, everyone inside now) and GET /v1/dwell over the last
 seven days grouped by fence; SQLite (the default store) and, when one is reachable, PostgreSQL
@@ -28,15 +29,17 @@ import asyncio
 import contextlib
 import multiprocessing as mp
 import os
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
@@ -278,7 +281,7 @@ async def _writer(url: str, world: World, stop: MpEvent, ready: MpEvent) -> dict
 # ---------------------------------------------------------------------- the API server
 
 
-def _server_main(url: str, port: int) -> None:
+def server_main(url: str, port: int) -> None:
     """Child process: the API over the store, as `hotspots run --role api` serves it."""
     asyncio.run(_serve(url, port))
 
@@ -309,8 +312,18 @@ async def _serve(url: str, port: int) -> None:
         await store.close()
 
 
+def _cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc), None where unknown: how much
+    of the machine the server needed, apart from the generator and the writer beside it."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def _child(target: Any, *args: Any) -> Iterator[mp.process.BaseProcess]:
+def child(target: Any, *args: Any) -> Iterator[mp.process.BaseProcess]:
     proc = mp.get_context("spawn").Process(target=target, args=args, daemon=True)
     proc.start()
     try:
@@ -350,44 +363,96 @@ class Load:
         )
 
 
+class _Http:
+    """The generator's HTTP/1.1 client: keep-alive GETs, each read to its last byte as sent.
+
+    httpx spent more CPU per request than the server spends answering it (reading a 0.2-0.8 MB
+    answer costs it milliseconds): on two cores shared with the server, it measured itself. This
+    sends what any client sends (`Accept-Encoding: gzip`, as browsers and httpx do), reads the
+    status line, the headers and Content-Length bytes, and decodes nothing.
+    """
+
+    def __init__(self, base: str) -> None:
+        url = httpx.URL(base)
+        self.host, self.port = url.host, url.port or 80
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def get(self, path: str, params: dict[str, str], headers: dict[str, str]) -> int:
+        """The status of a GET; raises OSError, asyncio.IncompleteReadError or TimeoutError.
+
+        A kept-alive connection the server has since closed (uvicorn closes idle ones after 5 s)
+        is replaced by a new one for the same request, as every HTTP client does."""
+        target = path + ("?" + urlencode(params) if params else "")
+        lines = [f"GET {target} HTTP/1.1", f"Host: {self.host}:{self.port}", "Accept-Encoding: gzip"]
+        request = ("\r\n".join(lines + [f"{k}: {v}" for k, v in headers.items()]) + "\r\n\r\n").encode()
+        while self._idle:
+            try:
+                return await self._send(self._idle.pop(), request)
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                    raise  # the server answered in part: a real failure
+        return await self._send(await asyncio.open_connection(self.host, self.port), request)
+
+    async def _send(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes) -> int:
+        reader, writer = conn
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                fields = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:-2])
+                fields = {name.strip().lower(): value.strip().lower() for name, value in fields.items()}
+                await reader.readexactly(int(fields.get(b"content-length", b"0")))
+        except BaseException:
+            writer.close()
+            raise
+        if fields.get(b"connection") == b"close":
+            writer.close()
+        else:
+            self._idle.append((reader, writer))
+        return int(head.split(b" ", 2)[1])
+
+    def close(self) -> None:
+        for _, writer in self._idle:
+            writer.close()
+
+
 async def paced_load(base: str, path: str, params: dict[str, str], keys: list[str]) -> Load:
     """RATE requests/s for LOAD_S, open loop: latency from each request's due time to its answer."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
     gate = asyncio.Semaphore(MAX_IN_FLIGHT)
-    limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=REQUEST_TIMEOUT_S) as client:
+    client = _Http(base)
 
-        async def one(i: int, due: float) -> None:
-            headers = {"authorization": f"Bearer {keys[i % len(keys)]}"}
-            try:
-                async with gate:
-                    response = await client.get(path, params=params, headers=headers)
-                    await response.aread()
-            except httpx.HTTPError as exc:
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-                return
-            if response.status_code == 200:
-                latencies.append((time.perf_counter() - due) * 1000)
-            else:
-                errors[f"HTTP {response.status_code}"] = errors.get(f"HTTP {response.status_code}", 0) + 1
+    async def one(i: int, due: float) -> None:
+        headers = {"authorization": f"Bearer {keys[i % len(keys)]}"}
+        try:
+            async with gate:
+                status = await client.get(path, params, headers)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            return
+        if status == 200:
+            latencies.append((time.perf_counter() - due) * 1000)
+        else:
+            errors[f"HTTP {status}"] = errors.get(f"HTTP {status}", 0) + 1
 
-        n = int(RATE * LOAD_S)
-        tasks = []
-        t0 = time.perf_counter() + 0.05
-        for i in range(n):
-            due = t0 + i / RATE
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, due)))
-        seconds = time.perf_counter() - t0
-        _, pending = await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_S + 5)
-        for task in pending:
-            task.cancel()
-        if pending:
-            errors["unfinished"] = len(pending)
-            await asyncio.gather(*pending, return_exceptions=True)
+    n = int(RATE * LOAD_S)
+    tasks = []
+    t0 = time.perf_counter() + 0.05
+    for i in range(n):
+        due = t0 + i / RATE
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, due)))
+    seconds = time.perf_counter() - t0
+    _, pending = await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_S + 5)
+    for task in pending:
+        task.cancel()
+    if pending:
+        errors["unfinished"] = len(pending)
+        await asyncio.gather(*pending, return_exceptions=True)
+    client.close()
     return Load(latencies, errors, n, seconds)
 
 
@@ -396,20 +461,21 @@ async def sequential(base: str, path: str, params: dict[str, str], key: str) -> 
     latencies: list[float] = []
     errors: dict[str, int] = {}
     headers = {"authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=base, timeout=REQUEST_TIMEOUT_S, headers=headers) as client:
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < SEQUENTIAL_S:
-            started = time.perf_counter()
-            response = await client.get(path, params=params)
-            if response.status_code == 200:
-                latencies.append((time.perf_counter() - started) * 1000)
-            else:
-                errors[f"HTTP {response.status_code}"] = errors.get(f"HTTP {response.status_code}", 0) + 1
-        seconds = time.perf_counter() - t0
+    client = _Http(base)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < SEQUENTIAL_S:
+        started = time.perf_counter()
+        status = await client.get(path, params, headers)
+        if status == 200:
+            latencies.append((time.perf_counter() - started) * 1000)
+        else:
+            errors[f"HTTP {status}"] = errors.get(f"HTTP {status}", 0) + 1
+    seconds = time.perf_counter() - t0
+    client.close()
     return Load(latencies, errors, len(latencies) + sum(errors.values()), seconds)
 
 
-async def _wait_ready(base: str, deadline_s: float = 60.0) -> None:
+async def wait_ready(base: str, deadline_s: float = 60.0) -> None:
     stop = time.monotonic() + deadline_s
     async with httpx.AsyncClient(base_url=base, timeout=2.0) as client:
         while True:
@@ -435,7 +501,7 @@ def run_backend(name: str, url: str, world: World) -> None:
     ctx = mp.get_context("spawn")
     stop, ready = ctx.Event(), ctx.Event()
     results, sender = ctx.Pipe(duplex=False)
-    with _child(_writer_main, url, world, stop, ready, sender) as writer:
+    with child(_writer_main, url, world, stop, ready, sender) as writer:
         if not ready.wait(60):
             raise RuntimeError("writer did not start")
         now = time.time()
@@ -446,12 +512,19 @@ def run_backend(name: str, url: str, world: World) -> None:
         ):
             port = free_port()
             base = f"http://{HOST}:{port}"
-            with _child(_server_main, url, port):  # a fresh server each: no backlog carried over
-                asyncio.run(_wait_ready(base))
+            with child(server_main, url, port) as server:  # a fresh server each: no backlog carried over
+                asyncio.run(wait_ready(base))
                 alone = asyncio.run(sequential(base, path, params, keys[0]))
                 print(alone.line(f"{name}: {label}, 1 client back to back", target, paced=False))
+                cpu_before = _cpu_s(server.pid)
                 paced = asyncio.run(paced_load(base, path, params, keys))
+                cpu_after = _cpu_s(server.pid)
                 print(paced.line(f"{name}: {label}", target))
+                if cpu_before is not None and cpu_after is not None:
+                    print(
+                        f"  {name}: {label}: server CPU {(cpu_after - cpu_before) / paced.sent * 1000:.2f} ms per "
+                        f"request; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+                    )
         stop.set()
         stats = results.recv() if results.poll(60) else None
         writer.join(30)
@@ -513,14 +586,17 @@ def _postgresql() -> Iterator[str]:
         asyncio.run(drop())
 
 
-def bench_api() -> None:
+def bench_api(backends: Sequence[str] = ("sqlite", "postgresql")) -> None:
     print(
         f"HTTP API under load: {RATE} requests/s for {LOAD_S:.0f} s per endpoint while the matcher records "
         f"{PINGS_PER_S:,} pings/s ({int(PINGS_PER_S * TICK_S):,} devices every {TICK_S} s)"
     )
     world = make_world()
-    with _sqlite() as url:
-        run_backend("sqlite", url, world)
+    if "sqlite" in backends:
+        with _sqlite() as url:
+            run_backend("sqlite", url, world)
+    if "postgresql" not in backends:
+        return
     unreachable = asyncio.run(_pg_unreachable())
     if unreachable:
         print(f"  postgresql: skipped, {unreachable}")
@@ -529,5 +605,5 @@ def bench_api() -> None:
         run_backend("postgresql", url, world)
 
 
-if __name__ == "__main__":
-    bench_api()
+if __name__ == "__main__":  # `python -m bench.api [sqlite] [postgresql]`: one backend, or both
+    bench_api(sys.argv[1:] or ("sqlite", "postgresql"))

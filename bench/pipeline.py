@@ -167,7 +167,7 @@ async def _bench() -> None:
             tp_pings = tp_pings.take(slice(0, int(TARGET_RATE * THROUGHPUT_S)))
             # Other radios ("L" prefix) for the latency runs: no device is shared with the burst.
             lat_pings = _renamed(make_pings(fences, LAT_DEVICES, LAT_EVENT_TIME_S, rng), "L")
-            await _wait_ready(service)
+            await wait_ready(service)
             async with httpx.AsyncClient(base_url=service.api, trust_env=False, timeout=5.0) as http:
                 tp = await _throughput(broker.bootstrap, http, tp_pings, tmp, children)
                 if not tp.drained:
@@ -219,7 +219,7 @@ async def _start_service(bootstrap: str, fences: Path, tmp: Path) -> Service:
     return Service(proc, f"http://{HOST}:{port}", log)
 
 
-async def _wait_ready(service: Service) -> None:
+async def wait_ready(service: Service) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     async with httpx.AsyncClient(base_url=service.api, trust_env=False, timeout=2.0) as http:
         while time.monotonic() < deadline:

@@ -56,7 +56,7 @@ class Fence:
         }
 
 
-def _local_projection(lon0: float, lat0: float) -> tuple[Any, Any]:
+def local_projection(lon0: float, lat0: float) -> tuple[Any, Any]:
     """Forward and inverse equirectangular projection centred on (lon0, lat0), in metres.
 
     Accurate to well under 0.1% across a few kilometres, which is all a hot spot spans.
@@ -124,7 +124,7 @@ def make_fence(fence_id: str, geometry: Mapping[str, Any], *, name: str | None =
     if geom.is_empty or geom.area == 0:
         raise FenceError(f"fence {fence_id!r}: polygon has no area")
     centre = geom.centroid
-    forward, inverse = _local_projection(centre.x, centre.y)
+    forward, inverse = local_projection(centre.x, centre.y)
     local = shapely.transform(geom, forward)
     local_area = local.buffer(float(buffer_m), quad_segs=BUFFER_QUAD_SEGS) if buffer_m > 0 else local
     area = shapely.transform(local_area, inverse) if buffer_m > 0 else geom

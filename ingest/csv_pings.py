@@ -130,7 +130,7 @@ def _read_layout(path: str) -> _Layout:
         position["timestamp"] = position["ts"]
     missing = [c for c in REQUIRED_COLUMNS if c not in position]
     if missing:
-        shown = ", ".join(_show(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
+        shown = ", ".join(show_value(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
         raise CsvError(f"{path}: missing required column(s) {', '.join(missing)} (header has: {shown})")
 
     def col(name: str) -> str:
@@ -299,7 +299,7 @@ def _convert(cols: dict[str, pa.Array], dev_len: npt.NDArray[np.int32], layout: 
     return PingBatch(device_id=device_id, ts=ts, lat=lat, lon=lon, accuracy_m=acc, extras=extras), faults
 
 
-def _show(raw: Any) -> str:
+def show_value(raw: Any) -> str:
     """A cell value fit for a one-line message: decoded, escaped, shortened."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     if len(text) > 40:
@@ -317,7 +317,7 @@ def _device_ids(arr: pa.Array, dev_len: npt.NDArray[np.int32], faults: _Faults) 
             try:
                 out[i] = raw.decode("utf-8")
             except UnicodeDecodeError:
-                faults.add(i, f"device_id '{_show(raw)}' is not valid UTF-8")
+                faults.add(i, f"device_id '{show_value(raw)}' is not valid UTF-8")
                 out[i] = ""
                 continue
             if not out[i]:
@@ -336,7 +336,7 @@ def _device_ids(arr: pa.Array, dev_len: npt.NDArray[np.int32], faults: _Faults) 
     return enc.dictionary.to_numpy(zero_copy_only=False)[enc.indices.to_numpy()]  # type: ignore[no-any-return]
 
 
-def _py_float(text: str) -> float | None:
+def py_float(text: str) -> float | None:
     """Python's float(), minus its '1_000' leniency; None if not a number."""
     if "_" in text:
         return None
@@ -370,9 +370,9 @@ def _numbers(arr: pa.Array, name: str, faults: _Faults) -> tuple[FloatArray, Boo
         plain[:] = False
     for i in np.flatnonzero(~plain & ~empty).tolist():
         raw = arr[i].as_py()
-        value = _py_float(raw.decode("utf-8", "replace"))
+        value = py_float(raw.decode("utf-8", "replace"))
         if value is None:
-            faults.add(i, f"{name} '{_show(raw)}' is not a number")
+            faults.add(i, f"{name} '{show_value(raw)}' is not a number")
             parsed[i] = False
         else:
             values[i] = value
@@ -382,7 +382,7 @@ def _numbers(arr: pa.Array, name: str, faults: _Faults) -> tuple[FloatArray, Boo
 def _check(arr: pa.Array, name: str, values: FloatArray, rows: BoolArray, faults: _Faults, rule: str) -> None:
     """Explain the parsed values that break the column's rule (few rows: per-row is fine)."""
     for i in np.flatnonzero(rows).tolist():
-        shown = _show(arr[i].as_py())
+        shown = show_value(arr[i].as_py())
         faults.add(i, f"{name} '{shown}' {rule}" if math.isfinite(values[i]) else f"{name} '{shown}' is not finite")
 
 
@@ -412,10 +412,10 @@ def _ns_to_seconds(ts: pa.Array) -> FloatArray:
     return micros / 1e6  # type: ignore[no-any-return]
 
 
-def _py_timestamp(text: str) -> float | str:
+def py_timestamp(text: str) -> float | str:
     """One timestamp the vectorised casts refused: seconds, or the reason (without the prefix)."""
     text = text.strip()
-    value = _py_float(text)
+    value = py_float(text)
     if value is not None:
         return value
     try:
@@ -477,9 +477,9 @@ def _timestamps_mixed(arr: pa.Array, text: pa.Array, faults: _Faults) -> tuple[F
         if not raw:
             faults.add(i, "timestamp is empty")
             continue
-        result = _py_timestamp(raw.decode("utf-8", "replace"))
+        result = py_timestamp(raw.decode("utf-8", "replace"))
         if isinstance(result, str):
-            faults.add(i, f"timestamp '{_show(raw)}' {result}")
+            faults.add(i, f"timestamp '{show_value(raw)}' {result}")
         else:
             values[i] = result
             done[i] = True
@@ -506,7 +506,7 @@ def _extras(names: list[str], cols: list[pa.Array]) -> ObjArray:
             pass
         texts = [raw.decode("utf-8", "replace") or None for raw in arr.to_pylist()]
         if name in _NUMERIC_EXTRAS:
-            numbers = [_py_float(t) if t else None for t in texts]
+            numbers = [py_float(t) if t else None for t in texts]
             loose[name] = [t if v is None else v for t, v in zip(texts, numbers, strict=True)]
         else:
             loose[name] = texts

@@ -166,7 +166,7 @@ class EmbeddedBroker:
                 self._port = free_port()
             self._spawn()
             try:
-                await self._wait_ready(time.monotonic() + START_TIMEOUT_S)
+                await self.wait_ready(time.monotonic() + START_TIMEOUT_S)
                 self._has_run = True
                 return
             except _ExitedEarly as e:
@@ -249,7 +249,7 @@ class EmbeddedBroker:
         )
         _live.add(self)
 
-    async def _wait_ready(self, deadline: float) -> None:
+    async def wait_ready(self, deadline: float) -> None:
         """Poll until our broker answers metadata with our cluster id (not some other listener)."""
         proc = self._proc
         assert proc is not None

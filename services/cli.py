@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -22,6 +23,8 @@ from services.settings import Settings
 
 #: The SEMANTICS.md parameters: the flags shared by the live service and the offline replay.
 ENGINE_FIELDS = ("debounce_s", "max_accuracy_m", "signal_timeout_s", "max_lateness_s")
+#: What the weekly report reads: the store, and the settings its figures depend on.
+REPORT_FIELDS = ("data_dir", "database_url", "timezone", "visit_merge_s", "shift_break_s", "repeated_loss_gaps")
 
 
 def _add_settings_flags(p: argparse.ArgumentParser, names: Sequence[str]) -> None:
@@ -63,6 +66,30 @@ def _parser() -> argparse.ArgumentParser:
     for p in (create, revoke, listing):
         _add_settings_flags(p, ["data_dir", "database_url"])
 
+    plans = sub.add_parser("plans", help="patrol plans: the planned dosage per hot spot and window")
+    plans_sub = plans.add_subparsers(dest="plans_command", required=True)
+    load = plans_sub.add_parser("load", help="create or replace the plans of a YAML or JSON file, all or none")
+    load.add_argument("file", type=Path, help="plans document (see samples/plans.yaml)")
+    _add_settings_flags(load, ["data_dir", "database_url"])
+
+    inc = sub.add_parser("incidents", help="import incidents (crime, calls, injuries) and rank micro-places")
+    inc_sub = inc.add_subparsers(dest="incidents_command", required=True)
+    imp = inc_sub.add_parser("import", help="import an incident CSV; bad rows are reported as FILE:LINE: reason")
+    imp.add_argument("file", type=Path, help="CSV with ts (or month), lat, lon, category[, id, source, harm_weight]")
+    imp.add_argument("--source", default="crime", choices=["crime", "call", "injury"], help="for rows without one")
+    rank = inc_sub.add_parser("rank", help="rank micro-places (square cells) by incidents; propose fences")
+    rank.add_argument("--cell-m", type=float, default=150.0, help="cell side in metres")
+    rank.add_argument("--top", type=int, default=20, help="how many cells to propose")
+    rank.add_argument("--by", choices=["count", "harm"], default="count", help="incident count or summed harm")
+    rank.add_argument("--weights", type=Path, help="JSON object category -> harm weight (default: built-in table)")
+    rank.add_argument("--from", dest="start", help="only incidents from this time (ISO 8601 or epoch)")
+    rank.add_argument("--to", dest="end", help="only incidents before this time (ISO 8601 or epoch)")
+    rank.add_argument("--source", action="append", choices=["crime", "call", "injury"], help="only these sources")
+    rank.add_argument("--buffer-m", type=float, default=0.0, help="buffer_m of the proposed fences")
+    rank.add_argument("--out", type=Path, help="write the proposed fences here (GeoJSON FeatureCollection)")
+    for p in (imp, rank):
+        _add_settings_flags(p, ["data_dir", "database_url"])
+
     sim = sub.add_parser("simulate", help="send live patrol traffic (current timestamps) to Kafka or HTTP")
     sim.add_argument("--fences", type=Path, default=Path("samples/fences.geojson"), help="hot spots to patrol")
     sim.add_argument("--devices", type=int, default=20, help="officers (radios) to simulate")
@@ -78,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1, help="random seed")
     _add_settings_flags(sim, ["data_dir", "database_url"])
 
+    rep = sub.add_parser("report", help="the weekly stocktake of a local ISO week as CSV, XLSX or HTML")
+    rep.add_argument("--week", required=True, help="ISO week in the timezone setting, e.g. 2026-W47")
+    rep.add_argument("--format", choices=["csv", "xlsx", "html"], help="default: --out's extension if one of these")
+    rep.add_argument("--out", type=Path, required=True, help="the file to write")
+    _add_settings_flags(rep, REPORT_FIELDS)
+
     rp = sub.add_parser("replay", help="run the geofence engine over a CSV of pings", description=replay.__doc__)
     rp.add_argument("--fences", type=Path, required=True, help="GeoJSON FeatureCollection of hot spots")
     rp.add_argument("--pings", type=Path, required=True, help="CSV with device_id,timestamp,lat,lon[,accuracy_m]")
@@ -90,7 +123,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    if args.command in ("keys", "simulate"):
+    if args.command == "report":
+        return Settings.build({name: getattr(args, name) for name in REPORT_FIELDS})
+    if args.command in ("keys", "simulate", "incidents", "plans"):
         return Settings.build({name: getattr(args, name) for name in ("data_dir", "database_url")})
     if args.command != "run":  # replay and simulate share only the engine flags
         return Settings.build({name: getattr(args, name, None) for name in ENGINE_FIELDS})
@@ -187,6 +222,76 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _incidents(args: argparse.Namespace, settings: Settings) -> int:
+    from services.incidents import import_file, rank_stored
+    from services.store import database_url
+
+    url = database_url(settings.database_url, settings.data_dir)
+    if args.incidents_command == "import":
+        try:
+            parsed, result = asyncio.run(import_file(url, str(args.file), args.source))
+        except CsvError as exc:
+            return _fail(str(exc))
+        for e in parsed.errors:
+            _report(f"{args.file}:{e.line}: {e.reason}")
+        print(f"{args.file}: {parsed.rows} rows, {len(parsed.incidents)} incidents imported "
+              f"({result.new} new, {result.replaced} replaced), {parsed.rejected} rejected")  # fmt: skip
+        return 1 if parsed.errors else 0
+    try:
+        lines, collection = asyncio.run(
+            rank_stored(
+                url, cell_m=args.cell_m, top=args.top, by=args.by, weights=args.weights, start=args.start,
+                end=args.end, sources=args.source, buffer_m=args.buffer_m,
+            )
+        )  # fmt: skip
+    except (ValueError, OSError) as exc:
+        return _fail(str(exc))
+    print("\n".join(lines))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(collection, indent=1) + "\n", encoding="utf-8")
+        print(f"proposed fences: {args.out}")
+    return 0
+
+
+def _plans(args: argparse.Namespace, settings: Settings) -> int:
+    from geofence.plans import PlanError
+    from ingest.plan_file import PlanFileError, load_plan_file
+    from services.plans_store import load_plans
+    from services.store import database_url
+
+    try:
+        plans = load_plan_file(args.file)
+        asyncio.run(load_plans(database_url(settings.database_url, settings.data_dir), plans))
+    except PlanFileError as exc:
+        return _fail(str(exc))
+    except PlanError as exc:
+        return _fail(f"{args.file}: {exc}")
+    print(f"loaded {len(plans)} plans: {', '.join(p.plan_id for p in plans)}")
+    return 0
+
+
+def _weekly(args: argparse.Namespace, settings: Settings) -> int:
+    from services.local_weeks import parse_week
+    from services.store import database_url
+    from services.weekly_report import FORMATS, Format, write_weekly_report
+
+    by_suffix: dict[str, Format] = {f".{f}": f for f in FORMATS}
+    fmt: Format = args.format or by_suffix.get(args.out.suffix.lower(), "html")
+    try:
+        week = parse_week(args.week, settings.timezone)
+        report = asyncio.run(
+            write_weekly_report(database_url(settings.database_url, settings.data_dir), settings, week, fmt, args.out)
+        )
+    except ValueError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc.filename or args.out}: {exc.strerror or exc}")
+    print(f"{args.out}: week {report.week.label} ({fmt}), {len(report.table('hotspots').rows)} hot spots, "
+          f"{len(report.devices)} devices")  # fmt: skip
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -200,6 +305,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _simulate(args, settings)
     if args.command == "keys":
         return _keys(args, settings)
+    if args.command == "incidents":
+        return _incidents(args, settings)
+    if args.command == "plans":
+        return _plans(args, settings)
+    if args.command == "report":
+        return _weekly(args, settings)
     return _run(settings)
 
 

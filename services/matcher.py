@@ -51,6 +51,7 @@ from geofence.index import FenceIndex
 from geofence.params import EngineParams
 from ingest.ping_message import parse_messages
 from services.broker import BrokerError
+from services.calibration import FixCapture, FixRow
 from services.metrics import Metrics
 from services.store import Checkpoint, Observations, Store, devices_now
 
@@ -97,6 +98,7 @@ class Partition:
     verify_at: int | None = None  # offset whose fingerprint must match before reading on
     checkpointed_offset: int = -1
     unrecorded: list[Event] = field(default_factory=list)  # events since the last checkpoint, for the store
+    fixes: list[FixRow] = field(default_factory=list)  # calibration fixes captured since the last checkpoint
     sought: int = 0  # Matcher.seeks when the consumer was last positioned for this partition
 
 
@@ -164,6 +166,7 @@ class Matcher:
         checkpoint_interval_s: float,
         ensure_topics: Callable[[], Awaitable[None]],
         health: Health | None = None,
+        capture: FixCapture | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.group = group
@@ -175,6 +178,7 @@ class Matcher:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.ensure_topics = ensure_topics
         self.health = health or Health()
+        self.capture = capture or FixCapture(store)  # fixes of open calibration checks
         self.index = FenceIndex([])
         self.fence_version = -1
         self.parts: dict[int, Partition] = {}
@@ -376,6 +380,7 @@ class Matcher:
                     self.pending = None
             seeks = self.seeks
             polled = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_POLL_RECORDS)
+            await self.capture.refresh()
             started = time.perf_counter()
             commit: dict[TopicPartition, int] = {}
             async with self.lock:
@@ -495,6 +500,7 @@ class Matcher:
             keep = np.setdiff1d(np.arange(len(batch)), unknown)
             batch = batch.take(keep)
             source = source[keep]
+        part.fixes += self.capture.select(batch)
         result = part.engine.process(batch, now=now)
         for i in result.late.tolist():
             outbox.dlq.append(dlq_record(records[source[i]], "late"))
@@ -555,6 +561,7 @@ class Matcher:
                 continue  # nothing consumed or changed since the last checkpoint
             stream, devices = part.engine.checkpoint()
             try:
+                await self.capture.save(part.fixes)  # first: a crash before the checkpoint captures them again
                 await self.store.save_checkpoint(
                     Checkpoint(self.group, self.pings_topic, p, part.next_offset, part.fingerprint, stream, devices),
                     Observations(part.unrecorded, devices_now(devices)),
@@ -563,6 +570,7 @@ class Matcher:
                 part.engine.dirty.update(part.engine.devices.slots(np.array(list(devices), dtype=object)).tolist())
                 raise
             part.unrecorded = []
+            part.fixes = []
             if part.next_offset > 0 and part.next_offset != part.checkpointed_offset:
                 offsets[TopicPartition(self.pings_topic, p)] = part.next_offset
             part.checkpointed_offset = part.next_offset

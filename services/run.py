@@ -1,4 +1,10 @@
-"""`hotspots run`: the matcher and the HTTP API in one process, wired from one Settings."""
+"""`hotspots run`: the matcher and the HTTP API, wired from one Settings.
+
+With `api_workers` = 1 both run in this process, on one event loop. With more, this process
+binds the API's port and starts that many API processes serving it (the kernel spreads the
+connections), so requests never wait behind the matcher's batches and checkpoints, and the
+API's work spreads over several cores; the matcher, if the role has one, stays here.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+import multiprocessing as mp
 import signal
+import socket
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from functools import partial
@@ -19,6 +27,7 @@ from api.app import create_app
 from api.context import ServiceContext
 from ingest.geojson_fences import load_fences
 from services.broker import EmbeddedBroker, ensure_topics
+from services.calibration import FixCapture
 from services.matcher import PROBE_INTERVAL_S, RETRY_MAX_S, Health, Matcher, sleep_or_stop
 from services.metrics import Metrics
 from services.settings import Settings
@@ -28,6 +37,8 @@ log = logging.getLogger("hotspots")
 
 #: gc.set_threshold for the service: measured 40k -> 74k pings/s through one matcher.
 GC_THRESHOLDS = (50_000, 20, 100)
+#: Seconds open requests (event streams) get to finish when the service stops.
+SHUTDOWN_GRACE_S = 2
 
 
 class _Server(uvicorn.Server):
@@ -38,8 +49,12 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Start every part the role asks for and run until stop is set (or SIGINT/SIGTERM)."""
+async def run_service(
+    settings: Settings, stop: asyncio.Event | None = None, listening: socket.socket | None = None
+) -> None:
+    """Start every part the role asks for and run until stop is set (or SIGINT/SIGTERM).
+
+    `listening`: the API's socket, bound by the parent of an API worker process."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -93,17 +108,27 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
                 checkpoint_interval_s=settings.checkpoint_interval_s,
                 ensure_topics=ensure,
                 health=ctx.health,
+                capture=FixCapture(store, retention_s=settings.ping_retention_days * 86_400),
             )
             ctx.matcher_running = True
             tasks.append(asyncio.create_task(matcher.run(stop), name="matcher"))
-        if settings.role in ("all", "api"):
+        server: _Server | None = None
+        if settings.role in ("all", "api") and settings.api_workers > 1:
+            tasks.append(asyncio.create_task(_api_workers(settings, bootstrap, stop), name="api-workers"))
+        elif settings.role in ("all", "api"):
             tasks.append(asyncio.create_task(_ingest_producer(ctx, bootstrap, stop), name="ingest-producer"))
             server = _Server(
                 uvicorn.Config(
-                    create_app(ctx), host=settings.api_host, port=settings.api_port, lifespan="off", log_level="warning"
+                    create_app(ctx),
+                    host=settings.api_host,
+                    port=settings.api_port,
+                    lifespan="off",
+                    log_level="warning",
+                    # Event streams never end by themselves: cut them so a stop still checkpoints.
+                    timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
                 )
             )
-            tasks.append(asyncio.create_task(server.serve(), name="api"))
+            tasks.append(asyncio.create_task(server.serve(None if listening is None else [listening]), name="api"))
             log.info("HTTP API on http://%s:%d (docs at /docs)", settings.api_host, settings.api_port)
         # Run until asked to stop, or until a part ends by itself (a failure): then stop them all.
         waiter = asyncio.create_task(stop.wait())
@@ -113,7 +138,7 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
         quit_early = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is None]
         quit_early = quit_early if not stop.is_set() else []
         stop.set()
-        if settings.role in ("all", "api"):
+        if server is not None:
             server.should_exit = True
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for task, result in zip(tasks, results, strict=True):
@@ -124,6 +149,41 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             names = ", ".join(t.get_name() for t in quit_early)
             log.error("%s stopped by itself: service stopped", names)
             raise RuntimeError(f"{names} stopped by itself")
+
+
+async def _api_workers(settings: Settings, bootstrap: str, stop: asyncio.Event) -> None:
+    """`api_workers` API-only processes on one socket bound here; any of them ending is a failure."""
+    listening = socket.create_server((settings.api_host, settings.api_port))
+    worker = settings.model_copy(
+        update={"role": "api", "api_workers": 1, "fences": None, "kafka_bootstrap": bootstrap}
+    )  # the fences are loaded, the broker started, by this process
+    spawn = mp.get_context("spawn")
+    procs = [
+        spawn.Process(target=_api_worker, args=(worker, listening), name=f"api-{i}", daemon=True)
+        for i in range(settings.api_workers)
+    ]
+    for proc in procs:
+        proc.start()
+    log.info("HTTP API on http://%s:%d (docs at /docs), %d processes", settings.api_host, settings.api_port, len(procs))
+    try:
+        while not stop.is_set():
+            if ended := [p.name for p in procs if not p.is_alive()]:
+                raise RuntimeError(f"API worker {', '.join(ended)} exited")
+            await sleep_or_stop(stop, PROBE_INTERVAL_S)
+    finally:
+        for proc in procs:
+            proc.terminate()  # SIGTERM: the worker stops its parts like a service does
+        for proc in procs:
+            await asyncio.to_thread(proc.join, 10)
+            if proc.is_alive():
+                proc.kill()
+        listening.close()
+
+
+def _api_worker(settings: Settings, listening: socket.socket) -> None:
+    """An API worker process: the API (and HTTP ingest) of run_service on the parent's socket."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(processName)s: %(message)s")
+    asyncio.run(run_service(settings, listening=listening))
 
 
 async def _ingest_producer(ctx: ServiceContext, bootstrap: str, stop: asyncio.Event) -> None:

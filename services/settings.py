@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from geofence.params import EngineParams
+from geofence.plans import zone
 
 
 class Settings(BaseSettings):
@@ -24,6 +25,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(None, description="HOST:PORT of Kafka; unset: start the embedded broker")
     api_host: str = Field("127.0.0.1", description="address the HTTP API listens on")
     api_port: int = Field(8000, ge=0, le=65535, description="port of the HTTP API")
+    api_workers: int = Field(
+        1, ge=1, description="processes serving the HTTP API on its port; over 1, none of them runs the matcher"
+    )
     data_dir: Path = Field(Path("var"), description="holds the SQLite store and logs")
     database_url: str | None = Field(None, description="PostgreSQL URL; unset: SQLite in data_dir")
     fences: Path | None = Field(None, description="GeoJSON fences to upsert at start")
@@ -38,6 +42,27 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(5 * 1024 * 1024, gt=0, description="largest POST /v1/pings body accepted")
     ping_retention_days: float = Field(31.0, gt=0, description="retention of raw pings in the pings and DLQ topics")
     metrics_public: bool = Field(True, description="serve /metrics without a key (else viewer role)")
+    query_refresh_s: float = Field(
+        0.25, gt=0, description="how often the API rechecks the store for cached presence and dwell answers "
+        "(they reflect every write committed twice this long before the request)",
+    )  # fmt: skip
+    map_tile_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^ ]*\{z\}[^ ]*\{x\}[^ ]*\{y\}",
+        description="base-map tiles of the control-room page, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png;"
+        " unset: a plain background (offline control rooms)",
+    )
+    calibration_step_m: float = Field(5.0, gt=0, description="recommended fence buffers round up to this step")
+    timezone: str = Field("Europe/London", description="IANA time zone of plan windows and reports")
+    visit_merge_s: float = Field(60.0, ge=0, description="exit -> re-entry gaps up to this are one visit in compliance")
+    shift_break_s: float = Field(7200.0, gt=0, description="a signal-loss gap longer than this ends a shift")
+    repeated_loss_gaps: int = Field(3, ge=1, description="signal losses in one shift that flag a device")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone(value)  # PlanError (a ValueError) naming the unknown zone
+        return value
 
     @property
     def engine(self) -> EngineParams:

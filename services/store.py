@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import orjson
 import sqlalchemy as sa
@@ -36,6 +36,7 @@ from sqlalchemy.util import await_only
 
 from geofence.events import Event, EventType, format_ts
 from geofence.fences import Fence, fence_from_feature
+from services.group_commit import GroupCommit
 
 #: Alembic script directory, found next to this module so an installed package works.
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -43,6 +44,10 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: Key of the PostgreSQL advisory lock that serialises concurrent migrations.
 MIGRATION_LOCK_KEY = 0x486F7473706F7473  # "Hotspots"
+#: How long a valid API key is remembered: a revocation by another process takes effect within it.
+KEY_CACHE_S = 1.0
+#: Keys remembered at most (then forgotten all at once; there are a few dozen in practice).
+KEY_CACHE_MAX = 10_000
 #: Key of the PostgreSQL advisory lock that makes event seq values visible in commit order.
 EVENTS_LOCK_KEY = 0x486F747370457673  # "HotspEvs"
 
@@ -156,7 +161,8 @@ visits = sa.Table(
     # Covers the dwell scan (fence order, no table lookups); a prefix serves fence + enter_ts lookups.
     sa.Index("visits_fence_span", "fence_id", "enter_ts", "exit_ts", "device_id"),
     sa.Index("visits_device_enter", "device_id", "enter_ts"),
-    sa.Index("visits_exit_ts", "exit_ts"),
+    # Covers the scan of a dwell range's partial edge days (Store._dwell_rolled_up) by exit time.
+    sa.Index("visits_exit_span", "exit_ts", "enter_ts", "fence_id"),
     sa.Index("visits_open", "fence_id", "device_id", postgresql_where=_OPEN, sqlite_where=_OPEN),
 )
 
@@ -197,6 +203,29 @@ lost_gaps = sa.Table(
     sa.Column("start_ts", sa.Float, primary_key=True),
     sa.Column("end_ts", sa.Float, nullable=True),
     sa.Index("lost_gaps_end", "end_ts"),
+)
+
+#: Closed-visit dwell per fence and UTC day: `Store.dwell` sums whole days of a long range here
+#: instead of scanning every visit. Written with the visits (`Store._record`), so exactly once.
+dwell_days = sa.Table(
+    "dwell_fence_days",
+    metadata,
+    sa.Column("day", sa.Float, primary_key=True, autoincrement=False),  # epoch seconds of the UTC midnight
+    sa.Column("fence_id", sa.Text, primary_key=True),
+    sa.Column("visits", sa.BigInteger, nullable=False),  # closed visits entered that day
+    sa.Column("dwell_s", sa.Float, nullable=False),  # the time of closed visits within that day
+    sa.Index("dwell_fence_days_fence", "fence_id", "day"),
+)
+
+#: One row (id 1): `version` is bumped by every write of observations (what the API's caches
+#: check); `longest_visit_s` is the longest closed visit recorded (bounds dwell's edge scans).
+query_state = sa.Table(
+    "query_state",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("longest_visit_s", sa.Float, nullable=False),
+    sa.CheckConstraint("id = 1", name="query_state_single_row"),
 )
 
 _CP_KEY = ("consumer_group", "topic", "partition")
@@ -286,7 +315,8 @@ class Present(NamedTuple):
 
 
 GroupBy = Literal["fence", "device", "day", "hour"]
-_BUCKET_S: dict[str, float] = {"day": 86_400.0, "hour": 3_600.0}
+DAY_S = 86_400.0
+_BUCKET_S: dict[str, float] = {"day": DAY_S, "hour": 3_600.0}
 
 
 @dataclass(slots=True)
@@ -337,6 +367,14 @@ def devices_now(records: Mapping[str, Mapping[str, Any]]) -> dict[str, DeviceNow
             inside={f: float(t) for f, t in (rec.get("inside") or {}).items()},
         )
     return out
+
+
+def _fence(row: Any) -> Fence:
+    """A row of `fences` as a Fence, validated and buffered again."""
+    properties = {"id": row.fence_id, "name": row.name, "buffer_m": row.buffer_m}
+    return fence_from_feature(
+        {"type": "Feature", "id": row.fence_id, "properties": properties, "geometry": row.geometry}
+    )
 
 
 def _text(value: Any) -> str | None:
@@ -427,6 +465,8 @@ class Store:
         # Writers take SQLite's write lock up front; PostgreSQL readers see one snapshot.
         self._writer = engine.execution_options(hotspots_write=True)
         self._reader = engine.execution_options(isolation_level="REPEATABLE READ") if self._pg else engine
+        self._audits: GroupCommit[dict[str, Any]] = GroupCommit(self._write_audits)
+        self._keys: dict[str, tuple[sa.Row[Any], float]] = {}  # key_id -> (row, monotonic time read)
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -446,6 +486,7 @@ class Store:
         return store
 
     async def close(self) -> None:
+        await self._audits.flush()
         await self._engine.dispose()
 
     async def healthy(self, timeout_s: float = 2.0) -> bool:
@@ -514,18 +555,14 @@ class Store:
         async with self.read() as conn:
             version = await self._version(conn)
             rows = (await conn.execute(sa.select(fences_table).order_by(fences_table.c.fence_id))).all()
-        fences = [
-            fence_from_feature(
-                {
-                    "type": "Feature",
-                    "id": r.fence_id,
-                    "properties": {"id": r.fence_id, "name": r.name, "buffer_m": r.buffer_m},
-                    "geometry": r.geometry,
-                }
-            )
-            for r in rows
-        ]
-        return fences, version
+        return [_fence(r) for r in rows], version
+
+    async def load_fence(self, fence_id: str) -> tuple[Fence, int] | None:
+        """One fence and the fence-set version, consistently; None if there is no such fence."""
+        async with self.read() as conn:
+            version = await self._version(conn)
+            row = (await conn.execute(sa.select(fences_table).where(fences_table.c.fence_id == fence_id))).one_or_none()
+        return None if row is None else (_fence(row), version)
 
     @staticmethod
     async def _version(conn: AsyncConnection) -> int:
@@ -554,10 +591,26 @@ class Store:
             )
 
     async def find_api_key(self, key_id: str) -> sa.Row[Any] | None:
-        """The key's row if it exists and is not revoked."""
+        """The key's row if it exists and is not revoked.
+
+        Every request asks, so a key found is remembered for KEY_CACHE_S: a key revoked through
+        this store is refused at once, one revoked by another process (`hotspots keys revoke`)
+        within KEY_CACHE_S. Unknown keys are never remembered (a new key works at once).
+        """
+        now = time.monotonic()
+        cached = self._keys.get(key_id)
+        if cached is not None and now - cached[1] < KEY_CACHE_S:
+            return cached[0]
         async with self.read() as conn:
             query = sa.select(api_keys).where((api_keys.c.key_id == key_id) & api_keys.c.revoked_at.is_(None))
-            return (await conn.execute(query)).one_or_none()
+            row = (await conn.execute(query)).one_or_none()
+        if row is None:
+            self._keys.pop(key_id, None)
+        else:
+            if len(self._keys) >= KEY_CACHE_MAX:
+                self._keys.clear()
+            self._keys[key_id] = (row, now)
+        return row
 
     async def list_api_keys(self) -> list[Any]:
         async with self.read() as conn:
@@ -566,6 +619,7 @@ class Store:
             return list((await conn.execute(query)).all())
 
     async def revoke_api_key(self, key_id: str) -> bool:
+        self._keys.pop(key_id, None)
         async with self.write() as conn:
             result = await conn.execute(
                 sa.update(api_keys)
@@ -577,12 +631,14 @@ class Store:
     async def audit(
         self, key_id: str, role: str, action: str, target: str | None, detail: dict[str, Any] | None = None
     ) -> None:
+        """Write an audit entry; returns once it is committed. Entries of concurrent callers
+        share one transaction (group commit), so auditing every read costs little."""
+        entry = {"ts": time.time(), "key_id": key_id, "role": role, "action": action, "target": target}
+        await self._audits.add({**entry, "detail": detail})
+
+    async def _write_audits(self, entries: list[dict[str, Any]]) -> None:
         async with self.write() as conn:
-            await conn.execute(
-                sa.insert(audit_log).values(
-                    ts=time.time(), key_id=key_id, role=role, action=action, target=target, detail=detail
-                )
-            )
+            await conn.execute(sa.insert(audit_log), entries)
 
     async def audit_entries(
         self, *, since: float | None = None, until: float | None = None, target: str | None = None,
@@ -601,6 +657,12 @@ class Store:
             query = query.where(c.key_id == key_id)
         async with self.read() as conn:
             return list((await conn.execute(query)).all())
+
+    async def query_version(self) -> int:
+        """Bumped by every write of observations: cheap, for the API's caches of query answers."""
+        async with self.read() as conn:
+            version: int = (await conn.execute(sa.select(query_state.c.version))).scalar_one()
+        return version
 
     async def fence_version(self) -> int:
         """The current fence-set version: cheap, for matchers polling for changes."""
@@ -681,17 +743,29 @@ class Store:
         that fence (or, when its ENTER was never recorded, inserts the whole visit from its
         dwell_s); SIGNAL_LOST opens a gap at its ts, SIGNAL_RESTORED closes it. Devices are
         upserted (first_ts never moves later) and their presence rows replaced by `inside`.
+        The visits these statements actually close (not those closed before) are added to the
+        daily rollup, and the query-state version is bumped for the API's caches.
         """
         evs = _parse_events(obs.events)
         ch = _changes(evs)
         pg = self._pg
+        closed: list[tuple[Any, ...]] = []  # (fence, enter_ts, exit_ts) of visits closed here
         if ch.visits:
-            await self._bulk(conn, _PG_VISITS if pg else _SQLITE_VISITS, ch.visits)
+            still_open = [r for r in ch.visits if r[3] is None]
+            if still_open:
+                await self._bulk(conn, _PG_VISITS if pg else _SQLITE_VISITS, still_open)
+            ended = [r for r in ch.visits if r[3] is not None]
+            if ended:
+                closed += await self._bulk_returning(conn, _PG_ENDED_VISITS if pg else _SQLITE_ENDED_VISITS, ended)
         if ch.closes:
-            await self._bulk(conn, _PG_CLOSE_VISITS if pg else _SQLITE_CLOSE_VISITS, [c[:4] for c in ch.closes])
+            closes = [c[:4] for c in ch.closes]
+            closed += await self._bulk_returning(conn, _PG_CLOSE_VISITS if pg else _SQLITE_CLOSE_VISITS, closes)
             whole = [c for c in ch.closes if c[4] is not None]
             if whole:
-                await self._bulk(conn, _PG_WHOLE_VISITS if pg else _SQLITE_WHOLE_VISITS, whole)
+                closed += await self._bulk_returning(conn, _PG_WHOLE_VISITS if pg else _SQLITE_WHOLE_VISITS, whole)
+        if closed:
+            sums = [(day, fence, n, secs) for (day, fence), (n, secs) in rollup_rows(closed).items()]
+            await self._bulk(conn, _PG_ROLL_UP if pg else _SQLITE_ROLL_UP, sums)
         if ch.gaps:
             await self._bulk(conn, _PG_GAPS if pg else _SQLITE_GAPS, ch.gaps)
         if ch.restores:
@@ -706,6 +780,23 @@ class Store:
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(EVENTS_LOCK_KEY)))
             rows = [(e.event_id, e.type, e.device_id, e.fence_id, e.ts, e.officer_id, e.callsign, e.body) for e in evs]
             await self._bulk(conn, _PG_EVENTS if pg else _SQLITE_EVENTS, rows)
+        if evs or obs.devices:  # last: the one row every writer updates is held the shortest time
+            longest = max((exit_ts - enter_ts for _, enter_ts, exit_ts in closed), default=0.0)
+            await conn.exec_driver_sql(_PG_BUMP if pg else _SQLITE_BUMP, (longest,))
+
+    async def _bulk_returning(self, conn: AsyncConnection, sql: str, rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """`_bulk` of a statement ending in RETURNING: the rows it returned. SQLite's executemany
+        returns none, so there `sql` has `{values}` for the rows, many to a statement."""
+        if self._pg:
+            cols = tuple(list(col) for col in zip(*rows, strict=True))
+            return list((await conn.exec_driver_sql(sql, cols)).all())
+        out: list[Any] = []
+        one = "(" + ", ".join("?" * len(rows[0])) + ")"
+        for i in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
+            chunk = rows[i : i + _SQLITE_ROWS_PER_STATEMENT]
+            params = tuple(value for row in chunk for value in row)
+            out += (await conn.exec_driver_sql(sql.format(values=", ".join([one] * len(chunk))), params)).all()
+        return out
 
     async def _bulk(self, conn: AsyncConnection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """One statement for many rows: over column arrays (PostgreSQL) or executemany (SQLite)."""
@@ -758,18 +849,31 @@ class Store:
 
     async def device_now(self, device_id: str) -> StoredDevice | None:
         """A device as last recorded, with the fences it is inside; None if never recorded."""
+        found = await self.devices(device_id=device_id)
+        return found[0] if found else None
+
+    async def devices(
+        self, *, device_id: str | None = None, officer_id: str | None = None, callsign: str | None = None
+    ) -> list[StoredDevice]:
+        """Every device as last recorded (by device id), with the fences each is inside; filters AND."""
         d, p = devices_table.c, presence_table.c
+        rows_q, inside_q = sa.select(devices_table), sa.select(p.device_id, p.fence_id, p.since)
+        for column, value in ((d.device_id, device_id), (d.officer_id, officer_id), (d.callsign, callsign)):
+            if value is not None:
+                rows_q = rows_q.where(column == value)
+        inside_q = inside_q.where(p.device_id.in_(rows_q.with_only_columns(d.device_id).scalar_subquery()))
         async with self.read() as conn:
-            row = (await conn.execute(sa.select(devices_table).where(d.device_id == device_id))).one_or_none()
-            if row is None:
-                return None
-            query = sa.select(p.fence_id, p.since).where(p.device_id == device_id).order_by(p.fence_id)
-            inside = {f: since for f, since in (await conn.execute(query)).all()}
-        now = DeviceNow(
-            row.first_ts, row.last_ts, row.lat, row.lon, row.accuracy_m, bool(row.lost),
-            row.officer_id, row.callsign, row.source, inside,
-        )  # fmt: skip
-        return StoredDevice(row.device_id, now, row.updated_at)
+            rows = (await conn.execute(rows_q.order_by(d.device_id))).all()
+            inside: dict[str, dict[str, float]] = {}
+            for dev, fence, since in (await conn.execute(inside_q.order_by(p.device_id, p.fence_id))).all():
+                inside.setdefault(dev, {})[fence] = since
+        return [
+            StoredDevice(r.device_id, DeviceNow(
+                r.first_ts, r.last_ts, r.lat, r.lon, r.accuracy_m, bool(r.lost),
+                r.officer_id, r.callsign, r.source, inside.get(r.device_id, {}),
+            ), r.updated_at)
+            for r in rows
+        ]  # fmt: skip
 
     async def last_event_seq(self) -> int:
         """The seq of the newest recorded event, 0 if none: where a new SSE stream starts."""
@@ -831,6 +935,10 @@ class Store:
         (a gap still open counts nothing yet). Every device with a ping in the range (or pings
         on both sides of it) gets a row then, even with nothing but zeros.
         Rows with neither a visit nor dwell (nor, for devices, totals) are left out.
+
+        Grouped by fence and/or day without a device, a range holding whole UTC days reads those
+        days from the rollup of closed visits and only the partial days at its ends, and the open
+        visits, from the visits: the same figures (to float rounding) at a fraction of the cost.
         """
         dims: set[str] = {group_by} if isinstance(group_by, str) else set(group_by)
         if not dims or not dims <= {"fence", "device", "day", "hour"} or {"day", "hour"} <= dims:
@@ -841,9 +949,11 @@ class Store:
         async with self.read() as conn:
             if self._pg:  # the planner prices the last-ping subquery per visit and would JIT-compile
                 await conn.execute(sa.text("SET LOCAL jit = off"))  # the scan: ~150 ms lost per query
+            if device_id is None and dims <= {"fence", "day"} and _whole_days(lo, hi) is not None:
+                return await self._dwell_rolled_up(conn, lo, hi, fence_id, dims)
             if width is None and not totals:
-                return await self._dwell_sql(conn, lo, hi, fence_id, device_id, dims)
-            visit_rows = [tuple(r) for r in (await conn.execute(self._visits_in(lo, hi, fence_id, device_id))).all()]
+                return await self._dwell_sql(conn, lo, hi, self.visits_in(lo, hi, fence_id, device_id), dims)
+            visit_rows = [tuple(r) for r in (await conn.execute(self.visits_in(lo, hi, fence_id, device_id))).all()]
             spans: list[tuple[Any, ...]] = []
             gaps: list[tuple[Any, ...]] = []
             if totals:
@@ -859,7 +969,7 @@ class Store:
                 gaps = [tuple(r) for r in (await conn.execute(gap_q)).all()]
         return _dwell_rows(lo, hi, width, dims, visit_rows, spans if totals else None, gaps)
 
-    def _visits_in(self, lo: float, hi: float, fence_id: str | None, device_id: str | None) -> sa.Select[Any]:
+    def visits_in(self, lo: float, hi: float, fence_id: str | None, device_id: str | None) -> sa.Select[Any]:
         """Visits that may overlap [lo, hi): device, fence, enter_ts, end (exit, or the device's last ping).
 
         The last ping is a correlated subquery inside COALESCE, not a join: both databases look it
@@ -877,11 +987,59 @@ class Store:
             query = query.where(v.device_id == device_id)
         return query
 
-    async def _dwell_sql(
-        self, conn: AsyncConnection, lo: float, hi: float, fence_id: str | None, device_id: str | None, dims: set[str]
+    async def _dwell_rolled_up(
+        self, conn: AsyncConnection, lo: float, hi: float, fence_id: str | None, dims: set[str]
     ) -> list[DwellRow]:
-        """Grouped by fence and/or device without buckets or totals: summed in the database."""
-        inner = self._visits_in(lo, hi, fence_id, device_id).subquery()
+        """Store.dwell by fence and/or day over a range holding whole days [a, b): the closed
+        visits of those days from the rollup, those of the partial days [lo, a) and [b, hi) from
+        the visits (found by exit_ts: a closed visit ends at most the longest visit after it
+        starts), and the open visits, few, from the visits over the whole range."""
+        days = _whole_days(lo, hi)
+        assert days is not None
+        a, b = days
+        by_fence, by_day = "fence" in dims, "day" in dims
+        acc: dict[tuple[str | None, float | None], DwellRow] = {}
+
+        def add(fence: str | None, bucket: float | None, visits_n: int, dwell_s: float) -> None:
+            key = (fence if by_fence else None, bucket if by_day else None)
+            row = acc.get(key)
+            if row is None:
+                row = acc[key] = DwellRow(fence_id=key[0], bucket=key[1])
+            row.visits += visits_n
+            row.dwell_s += dwell_s
+
+        r = dwell_days.c
+        keys = [r.fence_id if by_fence else sa.null(), r.day if by_day else sa.null()]
+        rolled = sa.select(*keys, sa.func.sum(r.visits), sa.func.sum(r.dwell_s)).where((r.day >= a) & (r.day < b))
+        if fence_id is not None:
+            rolled = rolled.where(r.fence_id == fence_id)
+        rolled = rolled.group_by(*(k for k in keys if not isinstance(k, sa.Null)))
+        for summed in (await conn.execute(rolled)).all():
+            add(summed[0], summed[1], int(summed[2]), float(summed[3]))
+        longest = (await conn.execute(sa.select(query_state.c.longest_visit_s))).scalar_one()
+        v = visits.c
+        for x, y in ((lo, a), (b, hi)):
+            if y <= x:
+                continue
+            closed = sa.select(sa.null().label("device_id"), v.fence_id, v.enter_ts, v.exit_ts.label("end_ts")).where(
+                (v.exit_ts >= x) & (v.exit_ts <= y + longest + 1.0) & (v.enter_ts < y)
+            )
+            if fence_id is not None:
+                closed = closed.where(v.fence_id == fence_id)
+            for row in await self._dwell_sql(conn, x, y, closed, dims & {"fence"}):
+                add(row.fence_id, _bucket_start(x, DAY_S), row.visits, row.dwell_s)
+        open_q = self.visits_in(lo, hi, fence_id, None).where(v.exit_ts.is_(None))
+        open_rows = [tuple(row) for row in (await conn.execute(open_q)).all()]
+        for row in _dwell_rows(lo, hi, DAY_S if by_day else None, dims, open_rows, None, []):
+            add(row.fence_id, row.bucket, row.visits, row.dwell_s)
+        return [acc[k] for k in sorted(acc, key=lambda k: (k[0] or "", k[1] or 0.0)) if acc[k].visits or acc[k].dwell_s]
+
+    async def _dwell_sql(
+        self, conn: AsyncConnection, lo: float, hi: float, visits_q: sa.Select[Any], dims: set[str]
+    ) -> list[DwellRow]:
+        """Visits (device, fence, enter_ts, end_ts) over [lo, hi) grouped by fence and/or device
+        (or all together), without buckets or totals: summed in the database."""
+        inner = visits_q.subquery()
         greatest, least = (sa.func.greatest, sa.func.least) if self._pg else (sa.func.max, sa.func.min)
         lo_p, hi_p = sa.literal(lo, sa.Float), sa.literal(hi, sa.Float)
         overlap = greatest(least(inner.c.end_ts, hi_p) - greatest(inner.c.enter_ts, lo_p), sa.literal(0.0, sa.Float))
@@ -1033,10 +1191,20 @@ def _changes(evs: Iterable[_Ev]) -> _Changes:
 
 def _bucket(ts: float, width: float | None) -> float | None:
     """Start of the UTC bucket holding ts (epoch 0 is a UTC midnight), None without buckets."""
-    if width is None:
-        return None
+    return None if width is None else _bucket_start(ts, width)
+
+
+def _bucket_start(ts: float, width: float) -> float:
     k = math.floor(ts / width) * width
     return k - width if k > ts else k
+
+
+def _whole_days(lo: float, hi: float) -> tuple[float, float] | None:
+    """[a, b): the whole UTC days within [lo, hi), None if there are none."""
+    a = _bucket_start(lo, DAY_S)
+    a = a if a >= lo else a + DAY_S
+    b = _bucket_start(hi, DAY_S)
+    return (a, b) if b > a else None
 
 
 def _pieces(a: float, b: float, width: float | None) -> list[tuple[float | None, float]]:
@@ -1046,8 +1214,7 @@ def _pieces(a: float, b: float, width: float | None) -> list[tuple[float | None,
     if width is None:
         return [(None, b - a)]
     out: list[tuple[float | None, float]] = []
-    k = _bucket(a, width)
-    assert k is not None
+    k = _bucket_start(a, width)
     while a < b:
         edge = min(k + width, b)
         if edge > a:
@@ -1066,6 +1233,17 @@ def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
                 out[-1] = (out[-1][0], b)
         else:
             out.append((a, b))
+    return out
+
+
+def rollup_rows(closed: Iterable[tuple[Any, ...]]) -> dict[tuple[float, str], list[Any]]:
+    """The rollup rows of closed visits (fence, enter_ts, exit_ts): (day, fence) -> [visits, dwell_s],
+    each visit counted on the UTC day of its ENTER and its time split at midnights."""
+    out: dict[tuple[float, str], list[Any]] = {}
+    for fence, enter, exit_ in closed:
+        out.setdefault((_bucket_start(enter, DAY_S), fence), [0, 0.0])[0] += 1
+        for day, secs in _pieces(enter, exit_, DAY_S):
+            out.setdefault((cast(float, day), fence), [0, 0.0])[1] += secs
     return out
 
 
@@ -1134,19 +1312,41 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::flo
 _SQLITE_VISITS = f"INSERT INTO visits ({_VISIT_COLS}) VALUES (?, ?, ?, ?, ?, ?) {_VISIT_CONFLICT}"
 _PG_CLOSE_VISITS = """UPDATE visits AS v SET exit_ts = u.ts, dwell_s = u.ts - v.enter_ts, exit_reason = u.reason
 FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[]) AS u(device_id, fence_id, ts, reason)
-WHERE v.device_id = u.device_id AND v.fence_id = u.fence_id AND v.exit_ts IS NULL AND v.enter_ts <= u.ts"""
-_SQLITE_CLOSE_VISITS = """UPDATE visits SET exit_ts = ?3, dwell_s = ?3 - enter_ts, exit_reason = ?4
-WHERE device_id = ?1 AND fence_id = ?2 AND exit_ts IS NULL AND enter_ts <= ?3"""
+WHERE v.device_id = u.device_id AND v.fence_id = u.fence_id AND v.exit_ts IS NULL AND v.enter_ts <= u.ts
+RETURNING v.fence_id, v.enter_ts, v.exit_ts"""
+_SQLITE_CLOSE_VISITS = """WITH u(device_id, fence_id, ts, reason) AS (VALUES {values})
+UPDATE visits SET exit_ts = u.ts, dwell_s = u.ts - visits.enter_ts, exit_reason = u.reason FROM u
+WHERE visits.device_id = u.device_id AND visits.fence_id = u.fence_id AND visits.exit_ts IS NULL
+  AND visits.enter_ts <= u.ts
+RETURNING fence_id, enter_ts, exit_ts"""
 # An EXIT whose ENTER was never recorded (e.g. a visit open when the store was upgraded): the whole visit.
 _PG_WHOLE_VISITS = f"""INSERT INTO visits ({_VISIT_COLS})
 SELECT u.device_id, u.fence_id, u.ts - u.dwell, u.ts, u.dwell, u.reason
 FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::float8[]) AS u(device_id, fence_id, ts, reason, dwell)
 WHERE NOT EXISTS (SELECT 1 FROM visits v WHERE v.device_id = u.device_id AND v.fence_id = u.fence_id
                   AND v.exit_ts = u.ts)
-ON CONFLICT DO NOTHING"""
-_SQLITE_WHOLE_VISITS = f"""INSERT INTO visits ({_VISIT_COLS}) SELECT ?1, ?2, ?3 - ?5, ?3, ?5, ?4
-WHERE NOT EXISTS (SELECT 1 FROM visits WHERE device_id = ?1 AND fence_id = ?2 AND exit_ts = ?3)
-ON CONFLICT DO NOTHING"""
+ON CONFLICT DO NOTHING RETURNING fence_id, enter_ts, exit_ts"""
+_SQLITE_WHOLE_VISITS = f"""WITH u(device_id, fence_id, ts, reason, dwell) AS (VALUES {{values}})
+INSERT INTO visits ({_VISIT_COLS}) SELECT u.device_id, u.fence_id, u.ts - u.dwell, u.ts, u.dwell, u.reason FROM u
+WHERE NOT EXISTS (SELECT 1 FROM visits v WHERE v.device_id = u.device_id AND v.fence_id = u.fence_id
+                  AND v.exit_ts = u.ts)
+ON CONFLICT DO NOTHING RETURNING fence_id, enter_ts, exit_ts"""
+# Visits that end in the batch they start in; SQLite's form is one statement of many rows.
+_PG_ENDED_VISITS = _PG_VISITS + " RETURNING fence_id, enter_ts, exit_ts"
+_SQLITE_ENDED_VISITS = f"""INSERT INTO visits ({_VISIT_COLS}) VALUES {{values}} {_VISIT_CONFLICT}
+RETURNING fence_id, enter_ts, exit_ts"""
+#: Rows per SQLite statement of many rows (it takes up to 32,766 parameters).
+_SQLITE_ROWS_PER_STATEMENT = 4_000
+
+_ROLL_UP_CONFLICT = """ON CONFLICT (day, fence_id) DO UPDATE
+SET visits = dwell_fence_days.visits + excluded.visits, dwell_s = dwell_fence_days.dwell_s + excluded.dwell_s"""
+_PG_ROLL_UP = f"""INSERT INTO dwell_fence_days (day, fence_id, visits, dwell_s)
+SELECT * FROM unnest($1::float8[], $2::text[], $3::int8[], $4::float8[]) {_ROLL_UP_CONFLICT}"""
+_SQLITE_ROLL_UP = (
+    f"INSERT INTO dwell_fence_days (day, fence_id, visits, dwell_s) VALUES (?, ?, ?, ?) {_ROLL_UP_CONFLICT}"
+)
+_PG_BUMP = "UPDATE query_state SET version = version + 1, longest_visit_s = GREATEST(longest_visit_s, $1) WHERE id = 1"
+_SQLITE_BUMP = "UPDATE query_state SET version = version + 1, longest_visit_s = max(longest_visit_s, ?) WHERE id = 1"
 
 _GAP_CONFLICT = """ON CONFLICT (device_id, start_ts) DO UPDATE SET end_ts = excluded.end_ts
 WHERE lost_gaps.end_ts IS NULL AND excluded.end_ts IS NOT NULL"""

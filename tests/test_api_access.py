@@ -7,41 +7,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-import httpx
 import pytest
+from api_support import Api, serve_api
 from helpers import square_geometry
 
-from api.app import create_app
-from api.context import ServiceContext
 from services.access import RateLimiter, Role
-from services.keys import create_key
-from services.metrics import Metrics
 from services.settings import Settings
-from services.store import Store
-
-
-@dataclass
-class Api:
-    client: httpx.AsyncClient
-    store: Store
-    ctx: ServiceContext
-    keys: dict[Role, str]
-
-    def as_(self, role: Role) -> dict[str, str]:
-        return {"authorization": f"Bearer {self.keys[role]}"}
 
 
 @pytest.fixture
 async def api(db_url: str) -> AsyncIterator[Api]:
-    keys = {role: await create_key(db_url, role, f"test {role.value}") for role in Role}
-    store = await Store.open(db_url)
-    ctx = ServiceContext(Settings(), store, Metrics())
-    transport = httpx.ASGITransport(app=create_app(ctx))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield Api(client, store, ctx, keys)
-    await store.close()
+    async with serve_api(db_url) as served:
+        yield served
 
 
 def feature(fence_id: str, side: float = 0.001, **props: object) -> dict[str, object]:

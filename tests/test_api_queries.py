@@ -91,6 +91,21 @@ async def test_presence_of_device_gives_fences_and_last_position(filled: Filled)
     assert body["lost"] is False
 
 
+async def test_all_devices_give_every_last_position_and_the_read_is_audited(filled: Filled) -> None:
+    response = await filled.client.get("/v1/presence/devices", headers=filled.viewer)
+    dev = filled.engine.devices
+    want = {
+        str(dev.ids[s]): (dev.last_ts[s], dev.last_lat[s], dev.last_lon[s], filled.engine.machine.inside.get(s, {}))
+        for s in range(len(dev.ids))
+    }
+    got = {d["device_id"]: (d["last_seen"], d["lat"], d["lon"], d["fences"]) for d in response.json()["devices"]}
+    assert response.status_code == 200
+    assert got == want
+    entries = (await filled.client.get("/v1/audit", headers=filled.admin)).json()["entries"]
+    (entry,) = [e for e in entries if e["action"] == "GET /v1/presence/devices"]
+    assert sorted(entry["detail"]["devices"]) == sorted(want)
+
+
 async def test_presence_unknown_device_answers_404(filled: Filled) -> None:
     response = await filled.client.get("/v1/presence/devices/nobody", headers=filled.viewer)
     assert response.status_code == 404

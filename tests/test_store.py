@@ -26,7 +26,8 @@ from geofence.engine import Engine
 from geofence.fences import Fence, make_fence
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
-from services.store import MIGRATIONS_DIR, Checkpoint, Store, database_url, metadata
+from services.schema import metadata
+from services.store import MIGRATIONS_DIR, Checkpoint, Store, database_url
 
 TABLES = {"alembic_version", "fence_set", "fences", "checkpoints", "checkpoint_devices", "api_keys", "audit_log"}
 

@@ -1,21 +1,30 @@
-"""Dwell: officer time in hot spots over a range, per fence, device, day or hour."""
+"""Dwell: officer time in hot spots over a range, per fence, device, day or hour.
+
+Answers are kept per query while the store is unchanged (services/query_cache.py): they reflect
+every write committed `2 * query_refresh_s` before the request.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+import orjson
+from fastapi import APIRouter, Query, Request, Response
 
+from api.compressed import json_response
+from api.context import CachedAnswer
 from api.deps import Context
-from api.schemas import DwellAnswer, DwellFigures
+from api.schemas import DwellAnswer
 from api.security import Viewer, audit
 from api.timeparams import time_range
+from services.query_cache import JsonBody
 
 router = APIRouter(prefix="/v1", tags=["dwell"])
 
 
 @router.get("/dwell", response_model=DwellAnswer, summary="Visits and dwell seconds in [from, to)")
 async def dwell(
+    request: Request,
     ctx: Context,
     who: Viewer,
     start: Annotated[str, Query(alias="from", description="ISO 8601 with offset, or epoch seconds")],
@@ -23,15 +32,17 @@ async def dwell(
     fence_id: Annotated[str | None, Query()] = None,
     device_id: Annotated[str | None, Query()] = None,
     group_by: Annotated[Literal["fence", "device", "day", "hour"], Query()] = "fence",
-) -> DwellAnswer:
+) -> Response:
     lo, hi = time_range(start, end, required=True)
     assert lo is not None and hi is not None
-    rows = await ctx.store.dwell(lo, hi, fence_id=fence_id, device_id=device_id, group_by=group_by)
+
+    async def compute() -> CachedAnswer:
+        rows = await ctx.store.dwell(lo, hi, fence_id=fence_id, device_id=device_id, group_by=group_by)
+        body = orjson.dumps({"start": lo, "end": hi, "group_by": group_by, "rows": rows})  # DwellFigures' fields
+        return CachedAnswer(JsonBody.of(body), sorted({r.device_id for r in rows if r.device_id}))
+
+    answer = await ctx.answers.get(("dwell", lo, hi, fence_id, device_id, group_by), compute)
     if group_by == "device" or device_id is not None:  # officers' time is their location history
-        devices = sorted({r.device_id for r in rows if r.device_id})
         await audit(ctx, who, "GET /v1/dwell", device_id, {"from": lo, "to": hi, "group_by": group_by,
-                                                           "devices": devices})  # fmt: skip
-    return DwellAnswer(
-        start=lo, end=hi, group_by=group_by,
-        rows=[DwellFigures.model_validate(r, from_attributes=True) for r in rows],
-    )  # fmt: skip
+                                                           "devices": answer.devices})  # fmt: skip
+    return json_response(request, answer.body)

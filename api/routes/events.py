@@ -85,7 +85,9 @@ async def _stream(
     request: Request, store: Store, after: int, types: list[EventType] | None, fence_id: str | None,
     device_id: str | None,
 ) -> AsyncIterator[bytes]:  # fmt: skip
-    yield b"retry: 1000\n\n"  # reconnect after a second; the browser then sends Last-Event-ID
+    # Reconnect after a second, with Last-Event-ID: the id here is where this stream starts, so a
+    # client that got no event before a drop still resumes without a gap.
+    yield b"retry: 1000\nid: %d\n\n" % after
     quiet = 0.0
     while not await request.is_disconnected():
         rows = await store.events_page(types=types, fence_id=fence_id, device_id=device_id, after_seq=after, limit=PAGE)

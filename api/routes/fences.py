@@ -11,6 +11,7 @@ from api.deps import Context
 from api.schemas import FenceChange
 from api.security import Admin, Viewer, audit
 from geofence.fences import Fence, FenceError, fence_from_feature, fences_from_geojson
+from services.plans_store import list_plans
 
 router = APIRouter(prefix="/v1/fences", tags=["fences"])
 
@@ -47,11 +48,10 @@ async def list_fences(ctx: Context, _: Viewer) -> dict[str, Any]:
 
 @router.get("/{fence_id}", summary="One fence, as a GeoJSON Feature")
 async def get_fence(fence_id: str, ctx: Context, _: Viewer) -> dict[str, Any]:
-    fences, version = await ctx.store.load_fences()
-    for fence in fences:
-        if fence.id == fence_id:
-            return _feature(fence, version)
-    raise HTTPException(status.HTTP_404_NOT_FOUND, f"no fence {fence_id!r}")
+    found = await ctx.store.load_fence(fence_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no fence {fence_id!r}")
+    return _feature(*found)
 
 
 @router.post(
@@ -87,6 +87,10 @@ async def put_fence(fence_id: str, request: Request, ctx: Context, who: Admin) -
 
 @router.delete("/{fence_id}", response_model=FenceChange, summary="Delete a fence; its open visits end")
 async def delete_fence(fence_id: str, ctx: Context, who: Admin) -> FenceChange:
+    planned = [p.plan_id for p in await list_plans(ctx.store, fence_id=fence_id)]
+    if planned:  # a plan's dosage would silently stop being deliverable: make the admin decide
+        detail = f"fence {fence_id!r} is in patrol plan(s) {', '.join(planned)}: delete or change them first"
+        raise HTTPException(status.HTTP_409_CONFLICT, detail)
     version = await ctx.store.delete_fence(fence_id)
     if version is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no fence {fence_id!r}")

@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1", tags=["pings"])
 PRODUCE_TIMEOUT_S = 10.0
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The body, refusing it with 413 as soon as it passes the limit (declared or streamed)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -63,7 +63,7 @@ def ping_messages(batch: PingBatch) -> list[tuple[bytes, bytes]]:
     responses={413: {"description": "body too large"}, 422: {"description": "no ping was valid"}},
 )
 async def post_pings(request: Request, ctx: Context, _: Ingest) -> JSONResponse:
-    body = await _read_body(request, ctx.settings.max_body_bytes)
+    body = await read_body(request, ctx.settings.max_body_bytes)
     try:
         parsed = parse_http_body(body, request.headers.get("content-type", "application/json"))
     except BodyError as exc:

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.store import database_url, metadata
+from services.schema import metadata
+from services.store import database_url
 
 
 def _run(connection: sa.Connection) -> None:

@@ -1,4 +1,4 @@
-"""PLACEHOLDER (issue 5: patrol plans): filled in by its owner.
+"""Patrol plans: the planned dosage per hot spot and window (services/plans_store.py).
 
 Revision ID: 0006
 Revises: 0005
@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
@@ -16,8 +19,17 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "plans",
+        sa.Column("plan_id", sa.Text, primary_key=True),
+        sa.Column("fence_id", sa.Text, nullable=False),
+        sa.Column("team", sa.Text, nullable=True),
+        sa.Column("body", sa.JSON, nullable=False),
+        sa.Column("updated_at", sa.Float, nullable=False),
+    )
+    op.create_index("plans_fence", "plans", ["fence_id"])
+    op.create_index("plans_team", "plans", ["team"])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("plans")

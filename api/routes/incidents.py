@@ -1,0 +1,238 @@
+"""Outcomes and choosing hot spots: incident upload, counts per hot spot, candidate cells, capacity."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import BaseModel, Field
+
+from api.context import ServiceContext
+from api.deps import Context
+from api.routes.pings import read_body
+from api.security import Admin, Viewer, audit
+from api.timeparams import parse_time, time_range
+from geofence.ranking import DEFAULT_CELL_M, capacity, rank_cells
+from ingest.incidents_csv import CsvError, ParsedIncidents, parse_incident_csv, parse_incident_records
+from services.incidents import Period, before_during, incident_columns, outcome_periods, store_incidents
+from services.store import DwellRow
+
+router = APIRouter(prefix="/v1", tags=["outcomes"])
+
+Source = Literal["crime", "call", "injury"]
+
+
+class ImportAnswer(BaseModel):
+    rows: int = Field(description="rows (CSV) or objects (JSON) in the body")
+    imported: int = Field(description="incidents written, one per (source, id)")
+    new: int
+    replaced: int = Field(description="incidents already stored under the same (source, id), now replaced")
+    repeated: int = Field(description="rows whose (source, id) came again later in the body (the last kept)")
+
+
+class PeriodFigures(BaseModel):
+    start: float
+    end: float
+    weeks: float
+    incidents: int
+    per_week: float
+    categories: dict[str, int]
+    partial: int = Field(description="month-only incidents whose month crosses an edge of the period: not counted")
+    visits: int = Field(description="dosage: visits entered in the period")
+    dwell_s: float = Field(description="dosage: officer time inside the hot spot in the period")
+
+
+class FenceOutcome(BaseModel):
+    fence_id: str
+    name: str | None
+    period: PeriodFigures = Field(description="the whole range [from, to)")
+    before: PeriodFigures | None = Field(default=None, description="[from, programme_start), with programme_start")
+    during: PeriodFigures | None = Field(default=None, description="[programme_start, to), with programme_start")
+    change_per_week: float | None = Field(default=None, description="incidents per week during minus before")
+    change_pct: float | None = Field(default=None, description="change_per_week in % of before; null if none before")
+
+
+class OutcomesAnswer(BaseModel):
+    start: float
+    end: float
+    programme_start: float | None
+    fences: list[FenceOutcome]
+
+
+class CapacityAnswer(BaseModel):
+    officers: int
+    shift_h: float
+    visits_per_shift: int
+    visit_min: float
+    travel_min: float
+    planned: int | None
+    minutes_per_visit: float = Field(description="visit plus the travel to reach it")
+    visits_per_officer: int = Field(description="whole visits one officer fits in a shift")
+    total_visits: int
+    hotspots_resourced: int = Field(description="hot spots that can get every planned visit")
+    dosage_min_per_hotspot: float
+    shortfall: int | None = Field(description="planned hot spots left without their dosage")
+    officers_needed: int | None = Field(description="officers for every planned hot spot")
+
+
+#: The body as the route reads it itself: incident objects (fields as the CSV columns), or CSV text.
+_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+        "text/csv": {"schema": {"type": "string"}},
+    },
+}
+
+
+def _bad_rows(parsed: ParsedIncidents) -> HTTPException:
+    listed = [{"line": e.line, "index": e.index, "field": e.field, "reason": e.reason} for e in parsed.errors]
+    message = f"{parsed.rejected} of {parsed.rows} rows are invalid; nothing was stored"
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, {"message": message, "errors": listed})
+
+
+@router.post(
+    "/incidents", status_code=status.HTTP_201_CREATED, response_model=ImportAnswer,
+    summary="Import incidents: a JSON array of objects, or CSV (Content-Type: text/csv)",
+    responses={413: {"description": "body too large"}, 422: {"description": "bad rows, each named; nothing stored"}},
+    openapi_extra={"requestBody": _BODY},
+)  # fmt: skip
+async def post_incidents(
+    request: Request,
+    ctx: Context,
+    who: Admin,
+    source: Annotated[Source, Query(description="for rows that name none")] = "crime",
+) -> ImportAnswer:
+    """All or nothing: one bad row refuses the upload (the answer names every bad row and field);
+    the upload is idempotent by (source, id), so the corrected body can simply be sent again."""
+    body = await read_body(request, ctx.settings.max_body_bytes)
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    try:
+        if content_type in ("text/csv", "application/csv"):
+            parsed = parse_incident_csv(body.decode("utf-8-sig", "surrogateescape").splitlines(True), source, "body")
+        else:
+            doc = orjson.loads(body)
+            parsed = parse_incident_records(doc if isinstance(doc, list) else [doc], source)
+    except CsvError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid JSON: {exc}") from None
+    if parsed.errors:
+        raise _bad_rows(parsed)
+    if not parsed.incidents:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the body holds no incidents")
+    result = await store_incidents(ctx.store, parsed.incidents)
+    await audit(ctx, who, "POST /v1/incidents", None, {"incidents": len(parsed.incidents), "new": result.new})
+    return ImportAnswer(rows=parsed.rows, imported=len(parsed.incidents), new=result.new, replaced=result.replaced,
+                        repeated=parsed.repeated)  # fmt: skip
+
+
+async def _figures(ctx: ServiceContext, periods: dict[str, Period]) -> dict[str, PeriodFigures]:
+    """Incident figures of each fence beside its dosage over the same period (one period for all)."""
+    some = next(iter(periods.values()), None)
+    dosage: dict[str, DwellRow] = {}
+    if some is not None:
+        dosage = {r.fence_id or "": r for r in await ctx.store.dwell(some.start, some.end, group_by="fence")}
+    out = {}
+    for fid, p in periods.items():
+        d = dosage.get(fid)
+        out[fid] = PeriodFigures(
+            start=p.start, end=p.end, weeks=p.weeks, incidents=p.count, per_week=p.per_week,
+            categories=p.categories, partial=p.partial, visits=d.visits if d else 0, dwell_s=d.dwell_s if d else 0.0,
+        )  # fmt: skip
+    return out
+
+
+@router.get("/outcomes", response_model=OutcomesAnswer, summary="Incidents per hot spot beside dosage")
+async def outcomes(
+    ctx: Context,
+    _: Viewer,
+    start: Annotated[str, Query(alias="from", description="ISO 8601 with offset, or epoch seconds")],
+    end: Annotated[str, Query(alias="to", description="ISO 8601 with offset, or epoch seconds")],
+    programme_start: Annotated[str | None, Query(description="compare [from, this) with [this, to)")] = None,
+    fence_id: Annotated[list[str] | None, Query(description="only these hot spots (repeat)")] = None,
+) -> OutcomesAnswer:
+    """An incident counts in a period when it is inside the fence's effective area and its time in
+    the period; a month-only incident only when its whole month is (else it is `partial`)."""
+    lo, hi = time_range(start, end, required=True)
+    assert lo is not None and hi is not None
+    pivot = parse_time("programme_start", programme_start)
+    if pivot is not None and not lo < pivot < hi:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["query", "programme_start"], "msg": "programme_start must lie between from and to",
+              "type": "value_error"}],
+        )  # fmt: skip
+    fences, whole = await outcome_periods(ctx.store, lo, hi, fence_id)
+    if fence_id is not None:
+        unknown = sorted(set(fence_id) - {f.id for f in fences})
+        if unknown:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no fence {', '.join(map(repr, unknown))}")
+    period = await _figures(ctx, whole)
+    rows = [FenceOutcome(fence_id=f.id, name=f.name, period=period[f.id]) for f in fences]
+    if pivot is not None:
+        changes = await before_during(ctx.store, pivot, hi, start=lo, fence_ids=[f.id for f in fences])
+        before = await _figures(ctx, {c.fence_id: c.before for c in changes})
+        during = await _figures(ctx, {c.fence_id: c.during for c in changes})
+        for row, c in zip(rows, changes, strict=True):
+            row.before, row.during = before[c.fence_id], during[c.fence_id]
+            row.change_per_week, row.change_pct = c.change_per_week, c.change_pct
+    return OutcomesAnswer(start=lo, end=hi, programme_start=pivot, fences=rows)
+
+
+def _weights(given: list[str] | None) -> dict[str, float] | None:
+    if not given:
+        return None
+    table: dict[str, float] = {}
+    for item in given:
+        name, sep, number = item.rpartition("=")
+        try:
+            value = float(number)
+        except ValueError:
+            value = -1.0
+        if not sep or not name.strip() or not value >= 0 or value == float("inf"):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                [{"loc": ["query", "weight"], "msg": f"weight {item!r} is not CATEGORY=NUMBER (>= 0)",
+                  "type": "value_error"}],
+            )  # fmt: skip
+        table[name.strip()] = value
+    return table
+
+
+@router.get("/hotspots/candidates", summary="Micro-places ranked by incidents, as proposed fences (GeoJSON)")
+async def candidates(
+    ctx: Context,
+    _: Viewer,
+    cell_m: Annotated[float, Query(ge=1, le=5000, description="cell side, metres")] = DEFAULT_CELL_M,
+    top: Annotated[int, Query(ge=1, le=1000)] = 20,
+    by: Annotated[Literal["count", "harm"], Query(description="incident count or summed harm weight")] = "count",
+    weight: Annotated[
+        list[str] | None, Query(description="CATEGORY=NUMBER harm weights (repeat); default: built-in table")
+    ] = None,
+    start: Annotated[str | None, Query(alias="from")] = None,
+    end: Annotated[str | None, Query(alias="to")] = None,
+    source: Annotated[list[Source] | None, Query(description="only these sources (repeat)")] = None,
+    buffer_m: Annotated[float, Query(ge=0, le=1000, description="buffer_m of the proposed fences")] = 0.0,
+) -> dict[str, Any]:
+    lo, hi = time_range(start, end, required=False)
+    table = _weights(weight)
+    cols = await incident_columns(ctx.store, lo, hi, sources=source)
+    ranking = rank_cells(cols.lon, cols.lat, cols.category, cell_m=cell_m, top=top, by=by, weights=table,
+                         harm=cols.harm)  # fmt: skip
+    return ranking.feature_collection(buffer_m)
+
+
+@router.get("/hotspots/capacity", response_model=CapacityAnswer, summary="How many hot spots the officers can dose")
+async def hotspot_capacity(
+    _: Viewer,
+    officers: Annotated[int, Query(ge=0, le=100_000, description="officers on the shift for hot-spot patrol")],
+    shift_h: Annotated[float, Query(gt=0, le=24, description="shift length, hours")],
+    visits_per_shift: Annotated[int, Query(ge=1, le=1000, description="planned visits per hot spot per shift")],
+    visit_min: Annotated[float, Query(ge=1, le=1440, description="minutes of each visit (10-15 guidance)")],
+    travel_min: Annotated[float, Query(ge=0, le=1440, description="minutes travelling between visits")] = 0.0,
+    planned: Annotated[int | None, Query(ge=0, le=1_000_000, description="hot spots in the plan")] = None,
+) -> CapacityAnswer:
+    c = capacity(officers, shift_h, visits_per_shift, visit_min, travel_min, planned)
+    return CapacityAnswer.model_validate(c, from_attributes=True)

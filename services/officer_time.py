@@ -1,0 +1,262 @@
+"""Officer time per shift: minutes inside hot spots, outside them, and lost (no signal).
+
+The night-time-economy measure. A *shift* is a device's continuous activity: it starts at the
+device's first ping or at the end of a signal-loss gap longer than `shift_break_s`, and ends
+at its last ping or at the start of such a gap. A gap that long is a *break* (radio off
+between shifts), not lost time; shorter gaps are *losses* inside the shift.
+
+A shift's officer is the one on its first event that names one (radios change hands between
+shifts), else the device's officer as last recorded.
+
+Within a shift, per docs/semantics.md "Dwell totals": lost = its losses, inside = the union
+of the device's visits (overlapping fences once, open visits up to the last ping), outside =
+the shift's length - lost - inside. Visits never span a gap (signal loss ends them), so each
+visit lies in one shift. Every figure is clipped to the queried range; a shift keeps its
+whole start and end so a shift crossing the range's edge can be recognised. Summed over a
+device's shifts, inside and outside equal the engine's `device_totals`, and lost plus breaks
+equals its lost_s.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import sqlalchemy as sa
+
+from geofence.events import EventType
+from services.store import Store, devices_table, events_table, lost_gaps, visits
+
+GapKind = Literal["loss", "break", "open"]
+FloatArray = npt.NDArray[np.float64]
+#: Events that name who carried the device (an EXIT repeats its ENTER's officer).
+_WHO_EVENTS = [EventType.ENTER.value, EventType.SIGNAL_LOST.value, EventType.SIGNAL_RESTORED.value]
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A signal-loss gap: a loss within a shift, a break between shifts, or open (still lost)."""
+
+    start: float
+    end: float | None
+    kind: GapKind
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    """One shift; its figures (seconds) are clipped to the queried range, start and end are not."""
+
+    start: float
+    end: float
+    inside_s: float
+    outside_s: float
+    lost_s: float
+    losses: int  # signal losses of the shift starting in the range
+    officer_id: str | None = None
+    callsign: str | None = None
+
+    @property
+    def active_s(self) -> float:
+        return self.inside_s + self.outside_s
+
+
+@dataclass(frozen=True, slots=True)
+class OfficerTime:
+    """A device over a range: its shifts and its gaps in the range; officer as last recorded."""
+
+    device_id: str
+    officer_id: str | None
+    callsign: str | None
+    shifts: tuple[Shift, ...]
+    gaps: tuple[Gap, ...]  # every gap overlapping the range, in time order
+    break_s: float  # time of the range inside breaks
+
+    def total(self, name: Literal["inside_s", "outside_s", "lost_s", "active_s"]) -> float:
+        return sum(float(getattr(s, name)) for s in self.shifts)
+
+
+def _overlap(a: float, b: float, lo: float, hi: float) -> float:
+    return max(0.0, min(b, hi) - max(a, lo))
+
+
+def shift_spans(first_ts: float, last_ts: float, breaks: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The shifts of a device active from first_ts to last_ts, cut out by the breaks (start, end)."""
+    spans: list[tuple[float, float]] = []
+    start = first_ts
+    for b_start, b_end in sorted(breaks):
+        if b_start >= start:
+            spans.append((start, b_start))
+        start = max(start, b_end)
+    if last_ts >= start:
+        spans.append((start, last_ts))
+    return spans
+
+
+def union(starts: FloatArray, ends: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Disjoint sorted intervals covering the same time as [starts, ends) (touching ones merge)."""
+    if len(starts) == 0:
+        return starts, ends
+    order = np.argsort(starts, kind="stable")
+    s, e = starts[order], ends[order]
+    reach = np.maximum.accumulate(e)
+    first = np.flatnonzero(np.concatenate(([True], s[1:] > reach[:-1])))
+    return s[first], reach[np.append(first[1:] - 1, len(s) - 1)]
+
+
+def measure(starts: FloatArray, ends: FloatArray, a: FloatArray, b: FloatArray) -> FloatArray:
+    """Per window [a[i], b[i]] (a <= b), its overlap with the disjoint sorted intervals [starts, ends)."""
+    if len(starts) == 0:
+        return np.zeros(len(a))
+    lengths = ends - starts
+    before = np.concatenate(([0.0], np.cumsum(lengths)[:-1]))
+
+    def covered_until(t: FloatArray) -> FloatArray:
+        k = np.searchsorted(starts, t, side="right") - 1  # the last interval starting at or before t
+        at = np.maximum(k, 0)
+        return np.where(k >= 0, before[at] + np.clip(t - starts[at], 0.0, lengths[at]), 0.0)
+
+    return covered_until(b) - covered_until(a)
+
+
+def device_shifts(
+    lo: float,
+    hi: float,
+    first_ts: float,
+    last_ts: float,
+    gaps: list[Gap],
+    visits: list[tuple[float, float]],
+    edges: tuple[float | None, float | None] = (None, None),
+) -> list[Shift]:
+    """The shifts overlapping [lo, hi) of one device, and their figures within it.
+
+    gaps: the device's gaps overlapping the range, in time order; visits: (enter, end)
+    overlapping it; edges: the end of its last break before lo and the start of its first
+    break after hi, if any. Losses lie within shifts and visits between gaps, so each one
+    is measured against the shift windows as a whole, in numpy.
+    """
+    breaks = [(g.start, g.end) for g in gaps if g.kind == "break" and g.end is not None]
+    if edges[0] is not None:
+        breaks.append((-math.inf, edges[0]))
+    if edges[1] is not None:
+        breaks.append((edges[1], math.inf))
+    spans = [(s, e) for s, e in shift_spans(first_ts, last_ts, breaks) if s < hi and (e > lo or s >= lo)]
+    if not spans:
+        return []
+    start, end = np.array(spans).T
+    a, b = np.maximum(start, lo), np.minimum(end, hi)
+    v = np.array(visits, dtype=float).reshape(-1, 2)
+    inside = measure(*union(v[:, 0], v[:, 1]), a, b)
+    loss = np.array([(g.start, g.end) for g in gaps if g.kind == "loss"], dtype=float).reshape(-1, 2)
+    lost = measure(loss[:, 0], loss[:, 1], a, b)
+    counted_to = np.minimum(np.searchsorted(loss[:, 0], end, "right"), np.searchsorted(loss[:, 0], hi, "left"))
+    losses = np.maximum(counted_to - np.searchsorted(loss[:, 0], a, "left"), 0)
+    outside = (b - a) - lost - inside
+    return [
+        Shift(float(s), float(e), float(i), float(o), float(x), int(n))
+        for s, e, i, o, x, n in zip(start, end, inside, outside, lost, losses, strict=True)
+    ]
+
+
+async def officer_time(
+    store: Store,
+    lo: float,
+    hi: float,
+    shift_break_s: float,
+    *,
+    device_id: str | None = None,
+    officer_id: str | None = None,
+) -> list[OfficerTime]:
+    """Per device active in [lo, hi) (optionally one device), its shifts; by device id.
+
+    With `officer_id`, only the shifts that officer carried the device, and the losses in them.
+    """
+    d, g, e = devices_table.c, lost_gaps.c, events_table.c
+    dev_q = sa.select(d.device_id, d.officer_id, d.callsign, d.first_ts, d.last_ts).where(
+        (d.first_ts < hi) & (d.last_ts >= lo)
+    )
+    named = e.type.in_(_WHO_EVENTS) & e.officer_id.is_not(None) & (e.ts >= lo) & (e.ts < hi)
+    if device_id is not None:
+        dev_q = dev_q.where(d.device_id == device_id)
+    if officer_id is not None:
+        carried = sa.select(e.device_id).where(named & (e.officer_id == officer_id))
+        dev_q = dev_q.where((d.officer_id == officer_id) | d.device_id.in_(carried))
+    ids = dev_q.with_only_columns(d.device_id).scalar_subquery()
+    who_q = (
+        sa.select(e.device_id, e.ts, e.officer_id, e.callsign)
+        .where(e.device_id.in_(ids) & named)
+        .order_by(e.device_id, e.ts)
+    )
+    is_break = (g.end_ts - g.start_ts) > shift_break_s
+    gap_q = (
+        sa.select(g.device_id, g.start_ts, g.end_ts)
+        .where(g.device_id.in_(ids) & (g.start_ts < hi) & ((g.end_ts > lo) | g.end_ts.is_(None)))
+        .order_by(g.device_id, g.start_ts)
+    )
+    before_q = (
+        sa.select(g.device_id, sa.func.max(g.end_ts))
+        .where(g.device_id.in_(ids) & (g.end_ts <= lo) & is_break)
+        .group_by(g.device_id)
+    )
+    after_q = (
+        sa.select(g.device_id, sa.func.min(g.start_ts))
+        .where(g.device_id.in_(ids) & (g.start_ts >= hi) & is_break)
+        .group_by(g.device_id)
+    )
+    visit_q = store.visits_in(lo, hi, None, device_id).where(visits.c.device_id.in_(ids))
+    async with store.read() as conn:
+        devices = (await conn.execute(dev_q.order_by(d.device_id))).all()
+        gap_rows = (await conn.execute(gap_q)).all()
+        before = {dev: end for dev, end in (await conn.execute(before_q)).all()}
+        after = {dev: start for dev, start in (await conn.execute(after_q)).all()}
+        visit_rows = (await conn.execute(visit_q)).all()
+        who_rows = (await conn.execute(who_q)).all()
+    gaps: dict[str, list[Gap]] = {}
+    for dev, start, end in gap_rows:
+        kind: GapKind = "open" if end is None else "break" if end - start > shift_break_s else "loss"
+        gaps.setdefault(dev, []).append(Gap(start, end, kind))
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for row in visit_rows:
+        spans.setdefault(row.device_id, []).append((row.enter_ts, row.end_ts))
+    who: dict[str, list[tuple[float, str, str | None]]] = {}
+    for row in who_rows:
+        who.setdefault(row.device_id, []).append((row.ts, row.officer_id, row.callsign))
+    out: list[OfficerTime] = []
+    for row in devices:
+        dev = row.device_id
+        dev_gaps = gaps.get(dev, [])
+        edges = (_opt_float(before.get(dev)), _opt_float(after.get(dev)))
+        shifts = device_shifts(lo, hi, row.first_ts, row.last_ts, dev_gaps, spans.get(dev, []), edges)
+        shifts = carried_by(shifts, who.get(dev, []), (row.officer_id, row.callsign))
+        break_s = sum(_overlap(x.start, x.end, lo, hi) for x in dev_gaps if x.kind == "break" and x.end is not None)
+        if officer_id is not None:  # that officer's shifts, their losses; breaks belong to no one
+            shifts = [s for s in shifts if s.officer_id == officer_id]
+            dev_gaps = [x for x in dev_gaps if x.kind != "break" and any(s.start <= x.start <= s.end for s in shifts)]
+            break_s = 0.0
+            if not shifts:
+                continue
+        out.append(OfficerTime(dev, row.officer_id, row.callsign, tuple(shifts), tuple(dev_gaps), break_s))
+    return out
+
+
+def carried_by(
+    shifts: list[Shift], named: list[tuple[float, str, str | None]], default: tuple[str | None, str | None]
+) -> list[Shift]:
+    """Each shift with the officer (and callsign) of its first event naming one, else `default`.
+
+    named: (ts, officer_id, callsign) of the device's events, in ts order.
+    """
+    ts = np.array([n[0] for n in named], dtype=float)
+    out = []
+    for s in shifts:
+        k = int(np.searchsorted(ts, s.start, side="left"))
+        officer, callsign = named[k][1:] if k < len(named) and ts[k] <= s.end else default
+        out.append(replace(s, officer_id=officer, callsign=callsign))
+    return out
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
