@@ -96,7 +96,7 @@ async def test_all_devices_give_every_last_position_and_the_read_is_audited(fill
     dev = filled.engine.devices
     want = {
         str(dev.ids[s]): (dev.last_ts[s], dev.last_lat[s], dev.last_lon[s], filled.engine.machine.inside.get(s, {}))
-        for s in range(len(dev.ids))
+        for s in range(len(dev))
     }
     got = {d["device_id"]: (d["last_seen"], d["lat"], d["lon"], d["fences"]) for d in response.json()["devices"]}
     assert response.status_code == 200

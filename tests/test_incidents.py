@@ -11,6 +11,7 @@ import pytest
 import shapely
 import sqlalchemy as sa
 from helpers import PLACES, T0, m_per_deg_lon, square_fence
+from shared_data import CAMDEN_CRIMES
 
 from geofence.fences import Fence
 from ingest.geojson_fences import load_fences
@@ -25,7 +26,7 @@ from services.cli import main
 from services.incidents import before_during, incidents_table, outcome_counts, store_incidents
 from services.store import Store
 
-CAMDEN = Path(__file__).parents[2] / "shared" / "data" / "london_camden_street_crime_2019-06.csv"
+CAMDEN = CAMDEN_CRIMES
 SAMPLE_FENCES = Path(__file__).parents[1] / "samples" / "fences.geojson"
 DAY = 86_400.0
 JUNE_2019 = datetime(2019, 6, 1, tzinfo=UTC).timestamp()

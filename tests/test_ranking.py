@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import shapely
+from shared_data import CAMDEN_CRIMES
 
 from geofence.fences import EARTH_RADIUS_M, fence_from_feature
 from geofence.ranking import DEFAULT_HARM_WEIGHTS, capacity, incident_weights, rank_cells
 from ingest.geojson_fences import load_fences
 
-CAMDEN = Path(__file__).parents[2] / "shared" / "data" / "london_camden_street_crime_2019-06.csv"
+CAMDEN = CAMDEN_CRIMES
 SAMPLE_FENCES = Path(__file__).parents[1] / "samples" / "fences.geojson"
 #: Metres per degree at the equator (origin (0, 0): longitude and latitude alike).
 M_PER_DEG = math.radians(1.0) * EARTH_RADIUS_M
