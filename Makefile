@@ -43,8 +43,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP) $(CHROMIUM) $(WEB)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.control_room
 
 sample: $(STAMP)
 	$(BIN)/python scripts/make_sample.py
