@@ -19,12 +19,12 @@ def parse_time(name: str, value: str | None) -> float | None:
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise _invalid(name, f"{value!r} is neither ISO 8601 nor epoch seconds") from None
+            raise invalid_query(name, f"{value!r} is neither ISO 8601 nor epoch seconds") from None
         if parsed.tzinfo is None:
-            raise _invalid(name, f"{value!r} has no UTC offset") from None
+            raise invalid_query(name, f"{value!r} has no UTC offset") from None
         return parsed.timestamp()
     if not math.isfinite(number):
-        raise _invalid(name, f"{value!r} is not a finite number")
+        raise invalid_query(name, f"{value!r} is not a finite number")
     return number
 
 
@@ -32,15 +32,15 @@ def time_range(start: str | None, end: str | None, *, required: bool) -> tuple[f
     """A checked [from, to) range; `to` must come after `from`."""
     lo, hi = parse_time("from", start), parse_time("to", end)
     if required and lo is None:
-        raise _invalid("from", "is required")
+        raise invalid_query("from", "is required")
     if required and hi is None:
-        raise _invalid("to", "is required")
+        raise invalid_query("to", "is required")
     if lo is not None and hi is not None and hi <= lo:
-        raise _invalid("to", "must be after from")
+        raise invalid_query("to", "must be after from")
     return lo, hi
 
 
-def _invalid(name: str, message: str) -> HTTPException:
+def invalid_query(name: str, message: str) -> HTTPException:
     return HTTPException(
         status.HTTP_422_UNPROCESSABLE_CONTENT,
         [{"loc": ["query", name], "msg": f"{name} {message}", "type": "value_error"}],

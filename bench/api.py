@@ -50,7 +50,7 @@ from services.access import Role
 from services.broker import free_port
 from services.keys import create_key
 from services.store import DeviceNow, Store, database_url
-from services.workload import device_name, make_fences
+from services.workload import device_name, fence_centres, make_fences
 
 HOST = "127.0.0.1"
 DEVICES = 50_000
@@ -88,9 +88,8 @@ class World:
 def make_world(seed: int = 23) -> World:
     rng = np.random.default_rng(seed)
     fences = make_fences(FENCES, rng)
-    centres = np.array([np.mean(f["geometry"]["coordinates"][0][:-1], axis=0) for f in fences["features"]])
-    ids = [str(f["id"]) for f in fences["features"]]
-    return World(fences, ids, centres[:, 0], centres[:, 1], rng.integers(FENCES, size=(DEVICES, BEAT)))
+    ids, lon, lat = fence_centres(fences)
+    return World(fences, ids, lon, lat, rng.integers(FENCES, size=(DEVICES, BEAT)))
 
 
 def _enter_rate_per_s() -> float:

@@ -4,8 +4,8 @@ A SQLite store holds FENCES fences over London and OFFICERS officers, a third of
 spot, each with an ENTER (and, once left, an EXIT) in the last hour, so the page seeds every
 officer's position. The API runs in a child process (as `hotspots run --role api`, bench.api's
 server); here, a writer standing in for the matcher records EVENTS_PER_S enter/exit events a
-second (Store.record every TICK_S, about 40 times a real 2,000-officer shift's rate) while headless
-Chromium (tests/browser.py's flags) shows the page at 1920x1080, signed in with a viewer key.
+second (Store.record every TICK_S, about 40 times a real 2,000-officer shift's rate) while the
+system's headless Chromium, as the tests use it, shows the page at 1920x1080 signed in with a viewer key.
 
 Measured in the browser: time from sign-in to everything drawn; frame intervals (a
 requestAnimationFrame loop) while events stream in; and update latency, from the writer's commit
@@ -32,7 +32,7 @@ from services.access import Role
 from services.broker import free_port
 from services.keys import create_key
 from services.store import DeviceNow, Store, database_url
-from services.workload import device_name, make_fences
+from services.workload import device_name, fence_centres, make_fences
 
 FENCES = 5_000
 OFFICERS = 2_000
@@ -61,9 +61,7 @@ class World:
     def __init__(self, seed: int = 7) -> None:
         rng = np.random.default_rng(seed)
         self.fences = make_fences(FENCES, rng)
-        centres = np.array([np.mean(f["geometry"]["coordinates"][0][:-1], axis=0) for f in self.fences["features"]])
-        self.ids = [str(f["id"]) for f in self.fences["features"]]
-        self.lon, self.lat = centres[:, 0], centres[:, 1]
+        self.ids, self.lon, self.lat = fence_centres(self.fences)
         self.at = rng.integers(FENCES, size=OFFICERS)
         self.inside = rng.random(OFFICERS) < 1 / 3
         self.rng = rng

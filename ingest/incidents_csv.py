@@ -132,7 +132,7 @@ def parse_incident_csv(lines: Iterable[str], default_source: str = "crime", name
         raise CsvError(f"{name}: file is empty (no header row)")
     position: dict[str, int] = {}
     for i, raw in enumerate(header):
-        position.setdefault(re.sub(r"\s+", "_", raw.strip().lower()), i)
+        position.setdefault(_column_key(raw), i)
     columns = {f: next((position[a] for a in names if a in position), None) for f, names in ALIASES.items()}
     missing = [f for f in ("lat", "lon", "category") if columns[f] is None]
     if columns["ts"] is None and columns["month"] is None:
@@ -172,10 +172,15 @@ def parse_incident_records(records: Iterable[Any], default_source: str = "crime"
         if not isinstance(record, Mapping):
             out.reject("must be a JSON object", None, index=index)
             continue
-        keys = {re.sub(r"\s+", "_", str(k).strip().lower()): v for k, v in record.items()}
+        keys = {_column_key(str(k)): v for k, v in record.items()}
         values = {f: next((keys[a] for a in names if a in keys), None) for f, names in ALIASES.items()}
         out.add(values, index=index)
     return out.done()
+
+
+def _column_key(name: str) -> str:
+    """How a column or JSON key is matched: trimmed, lower case, spaces as underscores."""
+    return re.sub(r"\s+", "_", name.strip().lower())
 
 
 def _check_source(source: str) -> None:

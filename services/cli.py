@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from ingest.csv_pings import CsvError
 from ingest.geojson_fences import FenceFileError
+from ingest.incidents_csv import SOURCES
 from services.access import Role
 from services.replay import replay
 from services.settings import Settings
@@ -76,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     inc_sub = inc.add_subparsers(dest="incidents_command", required=True)
     imp = inc_sub.add_parser("import", help="import an incident CSV; bad rows are reported as FILE:LINE: reason")
     imp.add_argument("file", type=Path, help="CSV with ts (or month), lat, lon, category[, id, source, harm_weight]")
-    imp.add_argument("--source", default="crime", choices=["crime", "call", "injury"], help="for rows without one")
+    imp.add_argument("--source", default="crime", choices=SOURCES, help="for rows without one")
     rank = inc_sub.add_parser("rank", help="rank micro-places (square cells) by incidents; propose fences")
     rank.add_argument("--cell-m", type=float, default=150.0, help="cell side in metres")
     rank.add_argument("--top", type=int, default=20, help="how many cells to propose")
@@ -84,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     rank.add_argument("--weights", type=Path, help="JSON object category -> harm weight (default: built-in table)")
     rank.add_argument("--from", dest="start", help="only incidents from this time (ISO 8601 or epoch)")
     rank.add_argument("--to", dest="end", help="only incidents before this time (ISO 8601 or epoch)")
-    rank.add_argument("--source", action="append", choices=["crime", "call", "injury"], help="only these sources")
+    rank.add_argument("--source", action="append", choices=SOURCES, help="only these sources")
     rank.add_argument("--buffer-m", type=float, default=0.0, help="buffer_m of the proposed fences")
     rank.add_argument("--out", type=Path, help="write the proposed fences here (GeoJSON FeatureCollection)")
     for p in (imp, rank):
@@ -146,17 +148,11 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if args.out is None:
+        with contextlib.nullcontext(sys.stdout) if args.out is None else args.out.open("w", encoding="utf-8") as out:
             summary = replay(
-                args.fences, args.pings, settings.engine, sys.stdout, _report, args.dwell_out, args.devices_out,
+                args.fences, args.pings, settings.engine, out, _report, args.dwell_out, args.devices_out,
                 partitions=args.partitions,
             )  # fmt: skip
-        else:
-            with args.out.open("w", encoding="utf-8") as out:
-                summary = replay(
-                    args.fences, args.pings, settings.engine, out, _report, args.dwell_out, args.devices_out,
-                    partitions=args.partitions,
-                )  # fmt: skip
     except (FenceFileError, CsvError) as exc:
         return _fail(str(exc))
     except OSError as exc:

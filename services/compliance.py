@@ -39,10 +39,29 @@ async def compliance_rows(
     Visits are counted as they stand at `as_of` (default now): a window still open has only
     what was delivered so far, and its trailing gap runs to `as_of`.
     """
+    grouped = await compliance_groupings(
+        store, settings, start, end, (group_by,), fence_id=fence_id, team=team, as_of=as_of
+    )
+    return grouped[group_by]
+
+
+async def compliance_groupings(
+    store: Store,
+    settings: Settings,
+    start: float,
+    end: float,
+    group_bys: Sequence[GroupBy],
+    *,
+    fence_id: str | None = None,
+    team: str | None = None,
+    as_of: float | None = None,
+) -> dict[GroupBy, list[ComplianceRow]]:
+    """compliance_rows grouped each way in `group_bys`, reading the plans and visits once."""
     plans = await list_plans(store, fence_id=fence_id, team=team)
     occs = all_occurrences(plans, settings.timezone, start, end)
     merged = await _merged_visits(store, settings, occs)
-    return core.compliance_rows(occs, merged, time.time() if as_of is None else as_of, group_by)
+    now = time.time() if as_of is None else as_of
+    return {g: core.compliance_rows(occs, merged, now, g) for g in group_bys}
 
 
 async def due_list(store: Store, settings: Settings, now: float) -> list[DueRow]:
@@ -62,21 +81,20 @@ async def _merged_visits(store: Store, settings: Settings, occs: Sequence[Occurr
     margin = settings.visit_merge_s  # visits just outside can still merge with ones inside
     lo, hi = min(o.start for o in occs) - margin, max(o.end for o in occs) + margin
     fences = sorted({o.plan.fence_id for o in occs})
-    v, d, e = visits.c, devices_table.c, events_table.c
-    end = sa.func.coalesce(v.exit_ts, d.last_ts, v.enter_ts)  # SEMANTICS.md: open visits end at the last ping
+    # Store.visits_in: open visits end at the device's last ping (SEMANTICS.md), as for dwell.
+    found = store.visits_in(lo, hi, None, None).where(visits.c.fence_id.in_(fences)).subquery()
+    c, d, e = found.c, devices_table.c, events_table.c
     # Who made the visit: the officer on its ENTER event (radios change hands between shifts),
     # else the device's officer now, else the device itself.
     at_enter = (
         sa.select(e.officer_id)
-        .where((e.device_id == v.device_id) & (e.ts == v.enter_ts) & (e.type == "enter") & (e.fence_id == v.fence_id))
+        .where((e.device_id == c.device_id) & (e.ts == c.enter_ts) & (e.type == "enter") & (e.fence_id == c.fence_id))
         .limit(1)
         .scalar_subquery()
     )
-    who = sa.func.coalesce(at_enter, d.officer_id, v.device_id)
-    query = (
-        sa.select(who, v.fence_id, v.enter_ts, end)
-        .select_from(visits.outerjoin(devices_table, d.device_id == v.device_id))
-        .where(v.fence_id.in_(fences) & (v.enter_ts < hi) & ((v.exit_ts >= lo) | v.exit_ts.is_(None)))
+    who = sa.func.coalesce(at_enter, d.officer_id, c.device_id)
+    query = sa.select(who, c.fence_id, c.enter_ts, c.end_ts).select_from(
+        found.outerjoin(devices_table, d.device_id == c.device_id)
     )
     async with store.read() as conn:
         rows = [(str(w), str(f), float(s), float(t)) for w, f, s, t in (await conn.execute(query)).all()]

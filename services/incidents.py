@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from geofence.fences import Fence
 from geofence.index import FenceIndex
 from geofence.pings import FloatArray, ObjArray
-from geofence.ranking import RankBy, rank_cells
+from geofence.ranking import RankBy, Ranking, rank_cells
 from ingest.csv_pings import py_timestamp
 from ingest.incidents_csv import Incident, ParsedIncidents, read_incident_csv
 from services.store import Store, metadata
@@ -182,11 +182,31 @@ async def incident_columns(
         query = query.where(c.lat.between(south, north) & c.lon.between(west, east))
     async with store.read() as conn:
         rows = (await conn.execute(query)).all()
+    lon, lat, names, harm, ts, ts_end = zip(*rows, strict=True) if rows else [()] * 6
     category = np.empty(len(rows), dtype=object)
-    category[:] = [r[2] for r in rows]
-    cols = np.array([(r[0], r[1], np.nan if r[3] is None else r[3], r[4], r[5]) for r in rows], dtype=np.float64)
-    cols = cols.reshape(len(rows), 5)
-    return IncidentColumns(cols[:, 0], cols[:, 1], category, cols[:, 2], cols[:, 3], cols[:, 4])
+    category[:] = names
+
+    def floats(col: Sequence[Any]) -> FloatArray:
+        return np.array(col, dtype=np.float64)  # harm None -> NaN
+
+    return IncidentColumns(floats(lon), floats(lat), category, floats(harm), floats(ts), floats(ts_end))
+
+
+async def rank_incidents(
+    store: Store,
+    start: float | None,
+    end: float | None,
+    *,
+    sources: Iterable[str] | None,
+    cell_m: float,
+    top: int,
+    by: RankBy,
+    weights: Mapping[str, float] | None,
+) -> Ranking:
+    """The stored incidents in [start, end) ranked into cells (`geofence.ranking.rank_cells`)."""
+    cols = await incident_columns(store, start, end, sources=sources)
+    return rank_cells(cols.lon, cols.lat, cols.category, cell_m=cell_m, top=top, by=by, weights=weights,
+                      harm=cols.harm)  # fmt: skip
 
 
 async def _selected_fences(store: Store, fence_ids: Iterable[str] | None) -> list[Fence]:
@@ -296,11 +316,9 @@ async def rank_stored(
     lo, hi = _cli_time("--from", start), _cli_time("--to", end)
     store = await Store.open(url)
     try:
-        cols = await incident_columns(store, lo, hi, sources=sources)
+        ranking = await rank_incidents(store, lo, hi, sources=sources, cell_m=cell_m, top=top, by=by, weights=table)
     finally:
         await store.close()
-    ranking = rank_cells(cols.lon, cols.lat, cols.category, cell_m=cell_m, top=top, by=by, weights=table,
-                         harm=cols.harm)  # fmt: skip
     lines = [
         f"{ranking.incidents} incidents in {ranking.cells_with_incidents} cells of {cell_m:g} m; "
         f"the top {len(ranking.cells)} hold {100 * ranking.top_share:.1f}% of them (ranked by {by})",

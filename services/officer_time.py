@@ -22,14 +22,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
 
 from geofence.events import EventType
-from services.store import Store, devices_table, events_table, lost_gaps, visits
+from services.store import Store, devices_table, events_table, lost_gaps, opt_float, visits
 
 GapKind = Literal["loss", "break", "open"]
 FloatArray = npt.NDArray[np.float64]
@@ -228,7 +228,7 @@ async def officer_time(
     for row in devices:
         dev = row.device_id
         dev_gaps = gaps.get(dev, [])
-        edges = (_opt_float(before.get(dev)), _opt_float(after.get(dev)))
+        edges = (opt_float(before.get(dev)), opt_float(after.get(dev)))
         shifts = device_shifts(lo, hi, row.first_ts, row.last_ts, dev_gaps, spans.get(dev, []), edges)
         shifts = carried_by(shifts, who.get(dev, []), (row.officer_id, row.callsign))
         break_s = sum(_overlap(x.start, x.end, lo, hi) for x in dev_gaps if x.kind == "break" and x.end is not None)
@@ -256,7 +256,3 @@ def carried_by(
         officer, callsign = named[k][1:] if k < len(named) and ts[k] <= s.end else default
         out.append(replace(s, officer_id=officer, callsign=callsign))
     return out
-
-
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)

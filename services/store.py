@@ -396,6 +396,11 @@ def database_url(url: str | None, data_dir: Path) -> str:
     return url
 
 
+def _columns(rows: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+    """Rows as column lists: the parameters of a PostgreSQL statement over unnest($1, $2, ...)."""
+    return tuple(list(col) for col in zip(*rows, strict=True))
+
+
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
@@ -788,8 +793,7 @@ class Store:
         """`_bulk` of a statement ending in RETURNING: the rows it returned. SQLite's executemany
         returns none, so there `sql` has `{values}` for the rows, many to a statement."""
         if self._pg:
-            cols = tuple(list(col) for col in zip(*rows, strict=True))
-            return list((await conn.exec_driver_sql(sql, cols)).all())
+            return list((await conn.exec_driver_sql(sql, _columns(rows))).all())
         out: list[Any] = []
         one = "(" + ", ".join("?" * len(rows[0])) + ")"
         for i in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
@@ -801,7 +805,7 @@ class Store:
     async def _bulk(self, conn: AsyncConnection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """One statement for many rows: over column arrays (PostgreSQL) or executemany (SQLite)."""
         if self._pg:
-            await conn.exec_driver_sql(sql, tuple(list(col) for col in zip(*rows, strict=True)))
+            await conn.exec_driver_sql(sql, _columns(rows))
         else:
             await conn.exec_driver_sql(sql, list(rows))
 
@@ -813,7 +817,7 @@ class Store:
         inside = [(d, f, since) for d, n in devices.items() for f, since in n.inside.items()]
         now = time.time()
         if self._pg:
-            await conn.exec_driver_sql(_PG_DEVICES, (*(list(col) for col in zip(*rows, strict=True)), now))
+            await conn.exec_driver_sql(_PG_DEVICES, (*_columns(rows), now))
             await conn.exec_driver_sql(_PG_DELETE_PRESENCE, (list(devices),))
         else:
             await conn.exec_driver_sql(_SQLITE_DEVICES, [(*r, now) for r in rows])
@@ -1096,7 +1100,8 @@ def _epoch(value: Any) -> float:
     return float(value)
 
 
-def _opt_float(value: Any) -> float | None:
+def opt_float(value: Any) -> float | None:
+    """None stays None (a NULL column); anything else becomes a float."""
     return None if value is None else float(value)
 
 
@@ -1130,8 +1135,8 @@ def _parse_events(events: Iterable[Event | Mapping[str, Any]]) -> list[_Ev]:
                 _text(body.get("officer_id")),
                 _text(body.get("callsign")),
                 _json_dumps(body),
-                _opt_float(body.get("dwell_s")),
-                _opt_float(body.get("gap_s")),
+                opt_float(body.get("dwell_s")),
+                opt_float(body.get("gap_s")),
                 None if reason is None else str(reason),
             )
         )

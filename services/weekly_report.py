@@ -27,7 +27,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
 from geofence.compliance import ComplianceRow
-from services.compliance import compliance_rows
+from services.compliance import compliance_groupings
 from services.incidents import outcome_counts
 from services.local_weeks import LocalDay, LocalWeek, local_text
 from services.officer_time import OfficerTime, officer_time
@@ -125,10 +125,9 @@ async def weekly_report(store: Store, settings: Settings, week: LocalWeek) -> We
     teams_of: dict[str, set[str]] = {}
     for plan in await list_plans(store):
         teams_of.setdefault(plan.fence_id, set()).update([plan.team] if plan.team else [])
-    fence_rows = await compliance_rows(store, settings, lo, hi, group_by="fence")
-    by_fence = {r.fence_id: r for r in fence_rows if r.fence_id is not None}
-    by_team = await compliance_rows(store, settings, lo, hi, group_by="team")
-    windows = await compliance_rows(store, settings, lo, hi, group_by="window")
+    grouped = await compliance_groupings(store, settings, lo, hi, ("fence", "team", "window"))
+    by_fence = {r.fence_id: r for r in grouped["fence"] if r.fence_id is not None}
+    by_team, windows = grouped["team"], grouped["window"]
     dwell = {r.fence_id: r for r in await store.dwell(lo, hi, group_by="fence") if r.fence_id is not None}
     daily = [(day, await store.dwell(day.start, day.end, group_by="fence")) for day in week.days]
     officers = await officer_time(store, lo, hi, settings.shift_break_s)

@@ -103,11 +103,19 @@ class Patrol:
         return ok
 
 
+def fence_centres(fences: dict[str, Any]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The ids of `make_fences` fences and their centres' longitudes and latitudes (mean of the ring)."""
+    features = fences["features"]
+    centres = np.array([np.mean(f["geometry"]["coordinates"][0][:-1], axis=0) for f in features])
+    return [str(f["id"]) for f in features], centres[:, 0], centres[:, 1]
+
+
 def plan_patrols(
     fences: dict[str, Any], n_devices: int, duration_s: float, rng: np.random.Generator, gaps_per_hour: float = 0.3
 ) -> list[Patrol]:
     """Officers on foot (70%) or in cars, each visiting near hot spots for 10-15 minutes."""
-    centres = np.array([np.mean(f["geometry"]["coordinates"][0][:-1], axis=0) for f in fences["features"]])
+    _, lon, lat = fence_centres(fences)
+    centres = np.column_stack((lon, lat))
     dx, dy = _deg_per_m(float(centres[:, 1].mean()))
     patrols = []
     for _ in range(n_devices):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from api.deps import Context
 from api.security import Viewer, audit
-from api.timeparams import parse_time, time_range
+from api.timeparams import invalid_query, parse_time, time_range
 from services.compliance import compliance_rows, due_list
 
 router = APIRouter(prefix="/v1/compliance", tags=["compliance"])
@@ -21,16 +21,9 @@ MAX_RANGE_S = 400 * 86400.0
 LAST_TS = 4102444800.0
 
 
-def _refuse(name: str, message: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
-        [{"loc": ["query", name], "msg": f"{name} {message}", "type": "value_error"}],
-    )
-
-
 def _in_calendar(name: str, ts: float) -> float:
     if not 0.0 <= ts < LAST_TS:
-        raise _refuse(name, "must be between 1970 and 2099")
+        raise invalid_query(name, "must be between 1970 and 2099")
     return ts
 
 
@@ -95,7 +88,7 @@ async def compliance(
     _in_calendar("from", lo)
     _in_calendar("to", hi)
     if hi - lo > MAX_RANGE_S:
-        raise _refuse("to", f"must be at most {MAX_RANGE_S / 86400:.0f} days after from")
+        raise invalid_query("to", f"must be at most {MAX_RANGE_S / 86400:.0f} days after from")
     rows = await compliance_rows(ctx.store, ctx.settings, lo, hi, group_by=group_by, fence_id=fence_id, team=team)
     if group_by == "officer":  # officers' time in hot spots is their location history
         officers = sorted({r.officer_id for r in rows if r.officer_id})

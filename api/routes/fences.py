@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request, status
 
 from api.deps import Context
+from api.routes.pings import read_body
 from api.schemas import FenceChange
 from api.security import Admin, Viewer, audit
 from geofence.fences import Fence, FenceError, fence_from_feature, fences_from_geojson
@@ -27,9 +28,7 @@ def _feature(fence: Fence, version: int | None = None) -> dict[str, Any]:
 
 
 async def _geojson_body(request: Request) -> Any:
-    body = await request.body()
-    if len(body) > MAX_FENCES_BODY:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body over {MAX_FENCES_BODY} bytes")
+    body = await read_body(request, MAX_FENCES_BODY)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -12,10 +12,10 @@ from api.context import ServiceContext
 from api.deps import Context
 from api.routes.pings import read_body
 from api.security import Admin, Viewer, audit
-from api.timeparams import parse_time, time_range
-from geofence.ranking import DEFAULT_CELL_M, capacity, rank_cells
+from api.timeparams import invalid_query, parse_time, time_range
+from geofence.ranking import DEFAULT_CELL_M, capacity
 from ingest.incidents_csv import CsvError, ParsedIncidents, parse_incident_csv, parse_incident_records
-from services.incidents import Period, before_during, incident_columns, outcome_periods, store_incidents
+from services.incidents import Period, before_during, outcome_periods, rank_incidents, store_incidents
 from services.store import DwellRow
 
 router = APIRouter(prefix="/v1", tags=["outcomes"])
@@ -159,11 +159,7 @@ async def outcomes(
     assert lo is not None and hi is not None
     pivot = parse_time("programme_start", programme_start)
     if pivot is not None and not lo < pivot < hi:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"loc": ["query", "programme_start"], "msg": "programme_start must lie between from and to",
-              "type": "value_error"}],
-        )  # fmt: skip
+        raise invalid_query("programme_start", "must lie between from and to")
     fences, whole = await outcome_periods(ctx.store, lo, hi, fence_id)
     if fence_id is not None:
         unknown = sorted(set(fence_id) - {f.id for f in fences})
@@ -192,11 +188,7 @@ def _weights(given: list[str] | None) -> dict[str, float] | None:
         except ValueError:
             value = -1.0
         if not sep or not name.strip() or not value >= 0 or value == float("inf"):
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                [{"loc": ["query", "weight"], "msg": f"weight {item!r} is not CATEGORY=NUMBER (>= 0)",
-                  "type": "value_error"}],
-            )  # fmt: skip
+            raise invalid_query("weight", f"{item!r} is not CATEGORY=NUMBER (>= 0)")
         table[name.strip()] = value
     return table
 
@@ -218,9 +210,7 @@ async def candidates(
 ) -> dict[str, Any]:
     lo, hi = time_range(start, end, required=False)
     table = _weights(weight)
-    cols = await incident_columns(ctx.store, lo, hi, sources=source)
-    ranking = rank_cells(cols.lon, cols.lat, cols.category, cell_m=cell_m, top=top, by=by, weights=table,
-                         harm=cols.harm)  # fmt: skip
+    ranking = await rank_incidents(ctx.store, lo, hi, sources=source, cell_m=cell_m, top=top, by=by, weights=table)
     return ranking.feature_collection(buffer_m)
 
 

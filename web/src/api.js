@@ -19,13 +19,18 @@ export class Api {
     return { Authorization: `Bearer ${this.key}`, ...extra };
   }
 
-  // JSON of GET path; null for a 404 (an endpoint this service does not have yet).
-  async get(path, params = {}) {
-    const response = await fetch(withQuery(path, params), { headers: this.headers() });
+  // A 401 signs the page out and ends the caller's work.
+  refuseUnauthorized(response) {
     if (response.status === 401) {
       this.onUnauthorized();
       throw new Unauthorized("the API key was not accepted");
     }
+  }
+
+  // JSON of GET path; null for a 404 (an endpoint this service does not have yet).
+  async get(path, params = {}) {
+    const response = await fetch(withQuery(path, params), { headers: this.headers() });
+    this.refuseUnauthorized(response);
     if (response.status === 404) return null;
     if (!response.ok) throw new HttpError(path, response.status, await response.text());
     return response.json();
@@ -102,10 +107,7 @@ export class EventStream {
     const headers = this.api.headers({ Accept: "text/event-stream" });
     if (this.lastId !== null) headers["Last-Event-ID"] = this.lastId;
     const response = await fetch("/v1/events/stream", { headers, signal: this.controller.signal, cache: "no-store" });
-    if (response.status === 401) {
-      this.api.onUnauthorized();
-      throw new Unauthorized("the API key was not accepted");
-    }
+    this.api.refuseUnauthorized(response);
     if (!response.ok || !response.body) throw new Error(`event stream answered ${response.status}`);
     this.onStatus("live");
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();

@@ -54,7 +54,7 @@ export class Live {
       this.applied += 1;
       this.applyToDevice(e);
       devices.add(e.device_id);
-      const fence = e.fence_id === null || e.fence_id === undefined ? undefined : this.fences.get(e.fence_id);
+      const fence = this.fences.get(e.fence_id); // none for a device-only event (no fence_id)
       if (!fence) continue;
       if (e.type === "enter") fence.inside.set(e.device_id, epoch(e.ts));
       else if (e.type === "exit") fence.inside.delete(e.device_id);

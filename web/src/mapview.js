@@ -92,8 +92,7 @@ export class MapView {
       L.tileLayer(tileUrl, { maxZoom: 19, attribution: `Map tiles: ${escapeHtml(host)}` }).addTo(this.map);
     }
     this.fenceLayers = new Map();
-    this.officerMarkers = new Map();
-    this.officerLooks = new Map();
+    this.officerMarkers = new Map(); // device id -> marker, with the look it is drawn in (marker.look)
     this.officerGroup = L.featureGroup().addTo(this.map);
     this.officerGroup.bindTooltip((marker) => officerTooltip(marker.device));
     this.officerGroup.on("click", (e) => this.onOfficer(e.layer.device.id));
@@ -178,18 +177,17 @@ export class MapView {
       } else {
         const at = marker.getLatLng();
         if (at.lat !== device.lat || at.lng !== device.lon) marker.setLatLng([device.lat, device.lon]);
-        if (this.officerLooks.get(id) !== look) marker.setStyle(OFFICER_STYLES[look]);
+        if (marker.look !== look) marker.setStyle(OFFICER_STYLES[look]);
       }
-      this.officerLooks.set(id, look);
+      marker.look = look;
     }
   }
 
   // Fixes age without events: restyle the officers whose fix went stale since the last look.
   ageOfficers(live, nowS) {
     const changed = [];
-    for (const [id, look] of this.officerLooks) {
-      const device = live.devices.get(id);
-      if (device && officerLook(device, nowS) !== look) changed.push(id);
+    for (const [id, marker] of this.officerMarkers) {
+      if (officerLook(marker.device, nowS) !== marker.look) changed.push(id);
     }
     this.updateOfficers(live, changed, nowS);
   }

@@ -20,9 +20,9 @@ export class Panels {
     for (const tab of document.querySelectorAll("[data-tab]")) {
       tab.addEventListener("click", () => this.showTab(tab.dataset.tab));
     }
-    document.getElementById("due-list").addEventListener("click", (e) => this.followLink(e));
-    document.getElementById("fence-detail").addEventListener("click", (e) => this.followLink(e));
-    document.getElementById("officer-detail").addEventListener("click", (e) => this.followLink(e));
+    for (const id of ["due-list", "fence-detail", "officer-detail"]) {
+      document.getElementById(id).addEventListener("click", (e) => this.followLink(e));
+    }
   }
 
   showTab(name) {
