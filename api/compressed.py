@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import Request, Response
 
-from services.query_cache import JsonBody
+from services.query.cache import JsonBody
 
 
 def accepts_gzip(request: Request) -> bool:

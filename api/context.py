@@ -7,11 +7,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from services.access import RateLimiter
-from services.matcher import Health
+from services.access.roles import RateLimiter
 from services.metrics import Metrics
-from services.presence_cache import PresenceCache
-from services.query_cache import FreshCache, JsonBody
+from services.pipeline.matcher import Health
+from services.query.cache import FreshCache, JsonBody
+from services.query.presence import PresenceCache
 from services.settings import Settings
 from services.store import Store
 

@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Request, status
 
 from api.context import ServiceContext
 from api.deps import Context
-from services.access import Principal, Role, secret_matches, split_token
+from services.access.roles import Principal, Role, secret_matches, split_token
 
 
 def _unauthorized(detail: str) -> HTTPException:

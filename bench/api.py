@@ -46,9 +46,9 @@ import numpy as np
 
 from geofence.events import Event, EventType, ExitReason
 from geofence.fences import fences_from_geojson
-from services.access import Role
-from services.broker import free_port
-from services.keys import create_key
+from services.access.keys import create_key
+from services.access.roles import Role
+from services.pipeline.broker import free_port
 from services.store import DeviceNow, Store, database_url
 from services.workload import device_name, fence_centres, make_fences
 

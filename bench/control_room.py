@@ -28,9 +28,9 @@ from playwright.async_api import async_playwright
 from bench.api import HOST, child, server_main, wait_ready
 from geofence.events import Event, EventType, ExitReason
 from geofence.fences import fences_from_geojson
-from services.access import Role
-from services.broker import free_port
-from services.keys import create_key
+from services.access.keys import create_key
+from services.access.roles import Role
+from services.pipeline.broker import free_port
 from services.store import DeviceNow, Store, database_url
 from services.workload import device_name, fence_centres, make_fences
 

@@ -46,7 +46,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from geofence.pings import PingBatch
-from services.broker import EmbeddedBroker, ensure_topics, free_port
+from services.pipeline.broker import EmbeddedBroker, ensure_topics, free_port
 from services.replay import partition_for
 from services.workload import make_fences, make_pings
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from ingest.csv_pings import CsvError
 from ingest.geojson_fences import FenceFileError
 from ingest.incidents_csv import SOURCES
-from services.access import Role
+from services.access.roles import Role
 from services.replay import replay
 from services.settings import Settings
 
@@ -173,7 +173,7 @@ def _run(settings: Settings) -> int:
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from services.keys import create_key
+    from services.access.keys import create_key
     from services.simulate import SimulateOptions, simulate
     from services.store import database_url
 
@@ -201,7 +201,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _keys(args: argparse.Namespace, settings: Settings) -> int:
-    from services.keys import create_key, list_keys, revoke_key
+    from services.access.keys import create_key, list_keys, revoke_key
     from services.store import database_url
 
     url = database_url(settings.database_url, settings.data_dir)
@@ -219,7 +219,7 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _incidents(args: argparse.Namespace, settings: Settings) -> int:
-    from services.incidents import import_file, rank_stored
+    from services.measures.incidents import import_file, rank_stored
     from services.store import database_url
 
     url = database_url(settings.database_url, settings.data_dir)
@@ -253,8 +253,8 @@ def _incidents(args: argparse.Namespace, settings: Settings) -> int:
 def _plans(args: argparse.Namespace, settings: Settings) -> int:
     from geofence.plans import PlanError
     from ingest.plan_file import PlanFileError, load_plan_file
-    from services.plans_store import load_plans
     from services.store import database_url
+    from services.store.plans import load_plans
 
     try:
         plans = load_plan_file(args.file)
@@ -268,9 +268,9 @@ def _plans(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _weekly(args: argparse.Namespace, settings: Settings) -> int:
-    from services.local_weeks import parse_week
+    from services.measures.local_weeks import parse_week
+    from services.reports.weekly import FORMATS, Format, write_weekly_report
     from services.store import database_url
-    from services.weekly_report import FORMATS, Format, write_weekly_report
 
     by_suffix: dict[str, Format] = {f".{f}": f for f in FORMATS}
     fmt: Format = args.format or by_suffix.get(args.out.suffix.lower(), "html")

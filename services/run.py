@@ -26,10 +26,10 @@ from aiokafka.errors import KafkaError
 from api.app import create_app
 from api.context import ServiceContext
 from ingest.geojson_fences import load_fences
-from services.broker import EmbeddedBroker, ensure_topics
-from services.calibration import FixCapture
-from services.matcher import PROBE_INTERVAL_S, RETRY_MAX_S, Health, Matcher, sleep_or_stop
+from services.measures.calibration import FixCapture
 from services.metrics import Metrics
+from services.pipeline.broker import EmbeddedBroker, ensure_topics
+from services.pipeline.matcher import PROBE_INTERVAL_S, RETRY_MAX_S, Health, Matcher, sleep_or_stop
 from services.settings import Settings
 from services.store import Store, database_url
 

@@ -21,7 +21,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from geofence.events import format_ts
-from services.matcher import sleep_or_stop
+from services.pipeline.matcher import sleep_or_stop
 from services.workload import device_name, noisy_fixes, plan_patrols
 
 log = logging.getLogger(__name__)

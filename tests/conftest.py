@@ -20,9 +20,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from databases import fresh_database
+from support.databases import fresh_database
 
-from services.broker import EmbeddedBroker
+from services.pipeline.broker import EmbeddedBroker
 from services.store import Store, database_url
 
 

@@ -23,7 +23,7 @@ from api.timeparams import time_range
 from geofence.calibration import ErrorSummary, Fixes, calibrate, offsets_m, summarise_by
 from geofence.fences import Fence, make_fence
 from ingest.ping_message import Accuracy, DeviceId, FenceId, Lat, Lon, Ping, Text
-from services.calibration import Check, create_check, get_check, list_checks, load_fixes
+from services.measures.calibration import Check, create_check, get_check, list_checks, load_fixes
 from services.settings import Settings
 
 router = APIRouter(prefix="/v1/calibration", tags=["calibration"])

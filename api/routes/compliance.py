@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from api.deps import Context
 from api.security import Viewer, audit
 from api.timeparams import invalid_query, parse_time, time_range
-from services.compliance import compliance_rows, due_list
+from services.measures.compliance import compliance_rows, due_list
 
 router = APIRouter(prefix="/v1/compliance", tags=["compliance"])
 

@@ -1,6 +1,6 @@
 """Dwell: officer time in hot spots over a range, per fence, device, day or hour.
 
-Answers are kept per query while the store is unchanged (services/query_cache.py): they reflect
+Answers are kept per query while the store is unchanged (services/query/cache.py): they reflect
 every write committed `2 * query_refresh_s` before the request.
 """
 
@@ -17,7 +17,7 @@ from api.deps import Context
 from api.schemas import DwellAnswer
 from api.security import Viewer, audit
 from api.timeparams import time_range
-from services.query_cache import JsonBody
+from services.query.cache import JsonBody
 
 router = APIRouter(prefix="/v1", tags=["dwell"])
 

@@ -12,7 +12,7 @@ from api.routes.pings import read_body
 from api.schemas import FenceChange
 from api.security import Admin, Viewer, audit
 from geofence.fences import Fence, FenceError, fence_from_feature, fences_from_geojson
-from services.plans_store import list_plans
+from services.store.plans import list_plans
 
 router = APIRouter(prefix="/v1/fences", tags=["fences"])
 

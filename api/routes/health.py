@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import Context
 from api.security import authenticate
-from services.access import Role
+from services.access.roles import Role
 
 router = APIRouter(tags=["health"])
 

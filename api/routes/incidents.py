@@ -15,7 +15,7 @@ from api.security import Admin, Viewer, audit
 from api.timeparams import invalid_query, parse_time, time_range
 from geofence.ranking import DEFAULT_CELL_M, capacity
 from ingest.incidents_csv import CsvError, ParsedIncidents, parse_incident_csv, parse_incident_records
-from services.incidents import Period, before_during, outcome_periods, rank_incidents, store_incidents
+from services.measures.incidents import Period, before_during, outcome_periods, rank_incidents, store_incidents
 from services.store import DwellRow
 
 router = APIRouter(prefix="/v1", tags=["outcomes"])

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from api.deps import Context
 from api.security import Admin, Viewer, audit
 from geofence.plans import Plan, PlanError, parse_plan, parse_plans
-from services.plans_store import delete_plan, get_plan, list_plans, upsert_plans
+from services.store.plans import delete_plan, get_plan, list_plans, upsert_plans
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
 

@@ -1,6 +1,6 @@
 """Who is in which hot spot right now, and where a device is: every read is audited.
 
-GET /v1/presence is answered from the API's in-memory snapshot (services/presence_cache.py):
+GET /v1/presence is answered from the API's in-memory snapshot (services/query/presence.py):
 it reflects every write committed `2 * query_refresh_s` before the request.
 """
 
@@ -14,8 +14,8 @@ from api.compressed import json_response
 from api.deps import Context
 from api.schemas import DevicePresence, DevicesAnswer, PresenceAnswer
 from api.security import Viewer, audit
-from services.presence_cache import presence_json
-from services.query_cache import JsonBody
+from services.query.cache import JsonBody
+from services.query.presence import presence_json
 from services.store import StoredDevice
 
 router = APIRouter(prefix="/v1/presence", tags=["presence"])

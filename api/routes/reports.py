@@ -11,10 +11,10 @@ from pydantic import BaseModel, Field
 from api.deps import Context
 from api.security import Viewer, audit
 from api.timeparams import time_range
-from services.local_weeks import parse_week
-from services.officer_time import GapKind, officer_time
-from services.signal_loss import signal_loss
-from services.weekly_report import MEDIA_TYPES, Format, render, weekly_report
+from services.measures.local_weeks import parse_week
+from services.measures.officer_time import GapKind, officer_time
+from services.measures.signal_loss import signal_loss
+from services.reports.weekly import MEDIA_TYPES, Format, render, weekly_report
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 

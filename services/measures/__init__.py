@@ -1,0 +1,1 @@
+"""Policing measures over the stored visits: compliance, officer time, signal loss, calibration, outcomes."""

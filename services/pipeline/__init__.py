@@ -1,0 +1,1 @@
+"""The matcher process and what it owns: the broker, the commit order, the dead-letter topic."""

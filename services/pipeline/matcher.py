@@ -1,0 +1,595 @@
+"""The matcher: pings from Kafka through the engine to events, with an exactly-once effect.
+
+One Engine per assigned partition: pings are keyed by device, so a partition holds whole
+devices, and its event time (watermark) is its own, as Kafka Streams' stream time is per task.
+A lagging partition never makes another partition's devices look lost, and the events of a
+partition do not depend on which process holds it, so one matcher or several give the same
+events.
+
+The commit order, for every polled batch (this is the one place it is written down):
+
+1. process: parse the messages, run each partition's engine; collect events and DLQ records;
+2. produce events to the events topic and rejects to the DLQ, and wait for every ack;
+3. every `checkpoint_interval_s` (and on revocation or shutdown): write each partition's
+   changed engine state, its next offset, and the events and device states the query API
+   serves, to the store in ONE transaction (events keyed by event_id, so a replay adds none);
+4. commit the same offsets to Kafka, for lag tools only: they are never read back.
+
+A crash before step 3 replays from the previous checkpoint; the events it produces again
+carry the same event_ids, so consumers that drop repeated ids see exactly one run.
+
+A checkpoint also records a fingerprint of the last message it consumed. On assignment the
+matcher reads that message again: if it is gone (the log is shorter, as after a restart of
+the memory-only embedded broker) or different (a new log), the stored offset belongs to a log
+that no longer exists, and the partition is read from its beginning; the engine state is kept.
+Such a broker also comes back without topics: the broker probe behind /readyz creates them
+again (with their partition counts) as soon as it finds them missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.structs import ConsumerRecord
+from sqlalchemy.exc import SQLAlchemyError
+
+from geofence.engine import Engine
+from geofence.events import Event, EventType
+from geofence.index import FenceIndex
+from geofence.params import EngineParams
+from ingest.ping_message import parse_messages
+from services.measures.calibration import FixCapture, FixRow
+from services.metrics import Metrics
+from services.pipeline.broker import BrokerError
+from services.store import Checkpoint, Observations, Store, devices_now
+
+log = logging.getLogger(__name__)
+
+#: Most records taken in one poll: large enough to amortise per-batch work, small enough to keep
+#: a batch well under 100 ms at full speed.
+MAX_POLL_RECORDS = 20_000
+#: How long the broker may hold a fetch for more data: a ping produced meanwhile waits about half
+#: of it (measured on Tansu: 500 ms gives p50 77 ms, 20 ms gives 5 ms), so keep it short.
+FETCH_MAX_WAIT_MS = 20
+#: How long one poll waits for records when the topic is quiet; also the wall-clock tick.
+POLL_TIMEOUT_MS = 100
+#: First and longest wait between retries while the broker is away.
+RETRY_FIRST_S = 0.2
+RETRY_MAX_S = 5.0
+#: How often the broker's reachability is probed for /readyz.
+PROBE_INTERVAL_S = 2.0
+#: On the way out, how long unacked events may take to reach the broker before we give up
+#: (they are produced again on the next start, which replays from the last checkpoint).
+SHUTDOWN_PRODUCE_S = 10.0
+#: How often the matcher looks for fence changes made through the API (they apply within this).
+FENCE_POLL_S = 2.0
+#: Kafka offset commits are informational; never let one hold the loop up for long.
+COMMIT_TIMEOUT_S = 5.0
+
+
+@dataclass(slots=True)
+class Health:
+    """What /readyz reports about the matcher; updated by the matcher, read by the API."""
+
+    broker: bool = False
+    assigned: bool = False
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Partition:
+    """One assigned partition: its engine and where it stands in the log."""
+
+    engine: Engine
+    next_offset: int = 0
+    fingerprint: str | None = None
+    verify_at: int | None = None  # offset whose fingerprint must match before reading on
+    checkpointed_offset: int = -1
+    unrecorded: list[Event] = field(default_factory=list)  # events since the last checkpoint, for the store
+    fixes: list[FixRow] = field(default_factory=list)  # calibration fixes captured since the last checkpoint
+    sought: int = 0  # Matcher.seeks when the consumer was last positioned for this partition
+
+
+@dataclass(slots=True)
+class Outbox:
+    """Records of one batch to produce before anything becomes durable."""
+
+    events: list[Event] = field(default_factory=list)
+    dlq: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+
+
+def fingerprint(record: ConsumerRecord[bytes, bytes]) -> str:
+    """Identifies a message within its log: offset, timestamp and a hash of key and value."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(record.key or b"")
+    digest.update(b"\x00")
+    digest.update(record.value or b"")
+    return f"{record.offset}:{record.timestamp}:{digest.hexdigest()}"
+
+
+def dlq_record(record: ConsumerRecord[bytes, bytes], reason: str) -> tuple[bytes | None, bytes]:
+    """The DLQ message: the original bytes, the reason and where the message came from."""
+    value = record.value or b""
+    body: dict[str, Any] = {
+        "reason": reason,
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": record.timestamp,
+        "key": record.key.decode("utf-8", "replace") if record.key else None,
+    }
+    try:
+        body["original"] = value.decode("utf-8")
+    except UnicodeDecodeError:
+        body["original_b64"] = base64.b64encode(value).decode()
+    return record.key, orjson.dumps(body)
+
+
+class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Checkpoint partitions before they go; restore them from the store when they come."""
+
+    def __init__(self, matcher: Matcher) -> None:
+        self.matcher = matcher
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.matcher.release([tp.partition for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.matcher.adopt([tp.partition for tp in assigned])
+
+
+class Matcher:
+    """Consumes pings, runs the engines, produces events; see the module docstring for order."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        group: str,
+        topics: tuple[str, str, str],
+        params: EngineParams,
+        store: Store,
+        metrics: Metrics,
+        wall_clock: bool,
+        checkpoint_interval_s: float,
+        ensure_topics: Callable[[], Awaitable[None]],
+        health: Health | None = None,
+        capture: FixCapture | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.group = group
+        self.pings_topic, self.events_topic, self.dlq_topic = topics
+        self.params = params
+        self.store = store
+        self.metrics = metrics
+        self.wall_clock = wall_clock
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.ensure_topics = ensure_topics
+        self.health = health or Health()
+        self.capture = capture or FixCapture(store)  # fixes of open calibration checks
+        self.index = FenceIndex([])
+        self.fence_version = -1
+        self.parts: dict[int, Partition] = {}
+        self.lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.pending: Outbox | None = None  # processed but not yet acked: produced again first
+        self.fences_checked = time.monotonic()
+        self.seeks = 0  # consumer seeks so far: tells records polled before a seek from those after
+        self.last_checkpoint = time.monotonic()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until stop is set: consume, process, produce, checkpoint; survive broker outages."""
+        await self.load_fences()
+        prober = asyncio.create_task(self._probe(stop))
+        try:
+            delay = RETRY_FIRST_S
+            while not stop.is_set():
+                try:
+                    await self._connect()
+                    delay = RETRY_FIRST_S
+                    await self._loop(stop)
+                except (KafkaError, OSError, TimeoutError, BrokerError) as exc:
+                    self.health.broker = False
+                    self.health.error = f"{type(exc).__name__}: {exc}"
+                    log.warning("kafka unavailable (%s); retrying in %.1f s", self.health.error, delay)
+                    await sleep_or_stop(stop, delay)
+                    delay = min(delay * 2, RETRY_MAX_S)
+        finally:
+            prober.cancel()
+            await self._shutdown()
+
+    async def _connect(self) -> None:
+        """Start the clients that are not running; with both already up, the probe judges the broker."""
+        connected = False
+        if self.producer is None:
+            await self.ensure_topics()
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, request_timeout_ms=10_000
+            )
+            await producer.start()
+            self.producer = producer
+            connected = True
+        if self.consumer is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                group_id=self.group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=MAX_POLL_RECORDS,
+                fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+                fetch_max_bytes=64 * 1024 * 1024,
+                max_partition_fetch_bytes=16 * 1024 * 1024,
+            )
+            await consumer.start()
+            consumer.subscribe([self.pings_topic], listener=Rebalance(self))
+            self.consumer = consumer
+            connected = True
+        if connected:  # not after a failed batch with both clients up: the broker may still be away
+            self.health.broker = True
+            self.health.error = None
+
+    async def _shutdown(self) -> None:
+        try:
+            async with self.lock:
+                if self.pending is not None and self.producer is not None:
+                    await asyncio.wait_for(self._produce(self.pending), SHUTDOWN_PRODUCE_S)
+                    self.pending = None
+                await self._checkpoint(list(self.parts))
+        except (KafkaError, OSError, TimeoutError, SQLAlchemyError) as exc:
+            log.warning("final checkpoint skipped (the next start replays from the previous one): %s", exc)
+        for client in (self.consumer, self.producer):
+            if client is not None:
+                try:
+                    await client.stop()
+                except (KafkaError, OSError) as exc:  # pragma: no cover - best effort on the way out
+                    log.warning("stopping kafka client: %s", exc)
+        self.consumer = self.producer = None
+
+    async def _probe(self, stop: asyncio.Event) -> None:
+        """Keep Health.broker honest while the consumer retries quietly inside aiokafka.
+
+        Also keep our topics there: a broker that restarted empty has none, and it may be back
+        before any probe saw it gone, so each probe looks for them (in a metadata request for
+        all topics, which creates none) rather than only after an outage it noticed.
+        """
+        topics = {self.pings_topic, self.events_topic, self.dlq_topic}
+        while not stop.is_set():
+            await sleep_or_stop(stop, PROBE_INTERVAL_S)
+            producer = self.producer
+            if producer is None:
+                continue
+            try:
+                cluster = await asyncio.wait_for(producer.client.fetch_all_metadata(), PROBE_INTERVAL_S)
+                if not topics <= cluster.topics():
+                    self.health.broker, self.health.error = False, "topics missing (broker restarted empty?)"
+                    await self._forget_log()
+                    await self.ensure_topics()
+                self.health.broker = True
+                await self._measure_lag()
+            except (KafkaError, OSError, TimeoutError, BrokerError) as exc:
+                self.health.broker = False
+                self.health.error = f"broker unreachable: {type(exc).__name__}"
+
+    async def _measure_lag(self) -> None:
+        """Lag per partition: the log's end minus the next offset to process.
+
+        The end is the larger of the last fetch's high watermark (stale while a backlog is
+        prefetched) and ListOffsets (Tansu answers it with the last batch's base offset).
+        """
+        consumer = self.consumer
+        if consumer is None or not self.parts:
+            return
+        tps = [TopicPartition(self.pings_topic, p) for p in self.parts]
+        try:
+            ends = await asyncio.wait_for(consumer.end_offsets(tps), PROBE_INTERVAL_S)
+        except (KafkaError, IllegalStateError, TimeoutError):
+            ends = {}
+        for tp in tps:
+            part = self.parts.get(tp.partition)
+            end = max(consumer.highwater(tp) or 0, ends.get(tp, 0))
+            if part is not None and end:
+                self.metrics.consumer_lag.labels(partition=str(tp.partition)).set(max(end - part.next_offset, 0))
+
+    # ------------------------------------------------------------------ fences
+
+    async def load_fences(self, outbox: Outbox | None = None) -> None:
+        """Swap in the store's fences if they changed; visits in deleted fences end now."""
+        fences, version = await self.store.load_fences()
+        if version == self.fence_version:
+            return
+        self.index = FenceIndex(fences, version)
+        self.fence_version = version
+        for part in self.parts.values():
+            removed = part.engine.set_index(self.index)
+            part.unrecorded += removed
+            if outbox is not None:
+                outbox.events += removed
+        self.metrics.fences_loaded.set(len(fences))
+        log.info("fence set version %d: %d fences", version, len(fences))
+
+    async def _fences_changed(self) -> bool:
+        """Whether the fence set moved on (checked at most every FENCE_POLL_S)."""
+        if time.monotonic() - self.fences_checked < FENCE_POLL_S:
+            return False
+        self.fences_checked = time.monotonic()
+        try:
+            return await self.store.fence_version() != self.fence_version
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("cannot check for fence changes: %s", exc)
+            return False
+
+    # ------------------------------------------------------------------ partitions
+
+    async def adopt(self, partitions: Sequence[int]) -> None:
+        """Restore newly assigned partitions from their checkpoints and position the consumer."""
+        assert self.consumer is not None
+        async with self.lock:
+            for p in partitions:
+                if p in self.parts:  # kept across a rejoin (e.g. after a broker outage): re-verify
+                    part = self.parts[p]
+                else:
+                    part = await self._restore(p)
+                    self.parts[p] = part
+                part.verify_at = part.next_offset - 1 if part.next_offset > 0 else None
+                self._seek(p, part)
+            self.health.assigned = bool(self.parts)
+            self.metrics.devices_tracked.set(sum(len(x.engine.devices) for x in self.parts.values()))
+
+    async def _restore(self, p: int) -> Partition:
+        cp = await self.store.load_checkpoint(self.group, self.pings_topic, p)
+        if cp is None:
+            return Partition(Engine(self.index, self.params))
+        engine = Engine.restore({**cp.stream, "devices": cp.devices}, self.index, self.params)
+        return Partition(engine, cp.next_offset, cp.log_fingerprint, None, cp.next_offset)
+
+    async def release(self, partitions: Sequence[int]) -> None:
+        """Checkpoint revoked partitions, then forget them: their next owner restores them."""
+        async with self.lock:
+            mine = [p for p in partitions if p in self.parts]
+            try:
+                await self._checkpoint(mine)
+            finally:
+                for p in mine:
+                    del self.parts[p]
+                self.health.assigned = bool(self.parts)
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        while not stop.is_set():
+            if self.pending is not None:  # a batch whose records the broker has not yet acked
+                async with self.lock:
+                    await self._produce(self.pending)
+                    self.pending = None
+            seeks = self.seeks
+            polled = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_POLL_RECORDS)
+            await self.capture.refresh()
+            started = time.perf_counter()
+            commit: dict[TopicPartition, int] = {}
+            async with self.lock:
+                outbox = Outbox()
+                now = time.time() if self.wall_clock else None
+                for tp, records in polled.items():
+                    part = self.parts.get(tp.partition)
+                    if part is None or not records:
+                        continue  # revoked while we waited
+                    if part.sought > seeks:
+                        # Positioned while we polled (adopted: aiokafka fetches from the Kafka-
+                        # committed offset until adopt seeks): these records may predate the
+                        # seek. Drop them and seek again; aiokafka refetches from there.
+                        self._seek(tp.partition, part)
+                        continue
+                    records = self._verified(tp, part, records)
+                    if records:
+                        self._process(part, records, now, outbox)
+                if now is not None:
+                    for part in self.parts.values():
+                        ticked = part.engine.advance(now)
+                        outbox.events += ticked
+                        part.unrecorded += ticked
+                if await self._fences_changed():
+                    await self.load_fences(outbox)
+                self._check_short_logs()
+                self.pending = outbox
+                await self._produce(outbox)
+                self.pending = None
+                if polled:
+                    self.metrics.batch_seconds.observe(time.perf_counter() - started)
+                if time.monotonic() - self.last_checkpoint >= self.checkpoint_interval_s:
+                    try:
+                        commit = await self._checkpoint(list(self.parts))
+                    except (SQLAlchemyError, OSError) as exc:  # the store is away: keep going, retry later
+                        self.health.error = f"store: {type(exc).__name__}: {exc}"
+                        log.warning("checkpoint failed, will retry: %s", exc)
+                        self.last_checkpoint = time.monotonic()
+            if commit:
+                await self._commit_offsets(commit)
+
+    def _verified(
+        self, tp: TopicPartition, part: Partition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """Drop the re-read checkpoint message; if the log changed, restart from its beginning."""
+        if part.verify_at is None:
+            return records
+        first = records[0]
+        part.verify_at = None
+        if first.offset == part.next_offset - 1 and fingerprint(first) == part.fingerprint:
+            return records[1:]
+        self._reset_log(tp, part, f"found {fingerprint(first)}, not {part.fingerprint}")
+        return []
+
+    def _check_short_logs(self) -> None:
+        """A log shorter than the checkpoint's offset answers with nothing: detect it by its end."""
+        consumer = self.consumer
+        assert consumer is not None
+        for p, part in self.parts.items():
+            if part.verify_at is None:
+                continue
+            tp = TopicPartition(self.pings_topic, p)
+            end = consumer.highwater(tp)
+            if end is not None and end <= part.verify_at:
+                part.verify_at = None
+                self._reset_log(tp, part, f"the log ends at {end}")
+
+    def _reset_log(self, tp: TopicPartition, part: Partition, why: str) -> None:
+        log.warning(
+            "partition %d: the log no longer holds checkpoint offset %d (%s; broker reset?); reading it from the start",
+            tp.partition,
+            part.next_offset,
+            why,
+        )
+        part.next_offset = 0
+        part.fingerprint = None
+        self._seek(tp.partition, part)
+
+    async def _forget_log(self) -> None:
+        """The pings topic is gone: its next log starts at 0, wherever we stood in the old one.
+
+        Without this a consumer that kept its assignment would go on fetching at its old
+        positions, and skip the start of the new log once that grows past them.
+        """
+        async with self.lock:
+            for p, part in self.parts.items():
+                if part.next_offset > 0 or part.verify_at is not None:
+                    part.verify_at = None
+                    with contextlib.suppress(IllegalStateError):  # being revoked: adopt will verify
+                        self._reset_log(TopicPartition(self.pings_topic, p), part, "the topic is gone")
+
+    def _seek(self, p: int, part: Partition) -> None:
+        """Position the consumer where the partition reads next: the message to verify, if any."""
+        assert self.consumer is not None
+        self.seeks += 1
+        part.sought = self.seeks
+        offset = part.verify_at if part.verify_at is not None else part.next_offset
+        self.consumer.seek(TopicPartition(self.pings_topic, p), offset)
+
+    def _process(
+        self, part: Partition, records: list[ConsumerRecord[bytes, bytes]], now: float | None, outbox: Outbox
+    ) -> None:
+        m = self.metrics
+        m.pings_consumed.inc(len(records))
+        parsed = parse_messages([r.value for r in records])
+        for r in parsed.rejects:
+            outbox.dlq.append(dlq_record(records[r.index], f"{r.field}: {r.reason}" if r.field else r.reason))
+            m.pings_rejected.labels(reason="invalid").inc()
+        source = np.delete(np.arange(len(records)), [r.index for r in parsed.rejects])  # message of each ping
+        batch = parsed.batch
+        unknown = self._unknown_fences(batch.extras)
+        if len(unknown):
+            for i in unknown.tolist():
+                fence = batch.extras[i]["fence_id"]
+                outbox.dlq.append(dlq_record(records[source[i]], f"fence_id: unknown fence {fence!r}"))
+            m.pings_rejected.labels(reason="unknown_fence").inc(len(unknown))
+            keep = np.setdiff1d(np.arange(len(batch)), unknown)
+            batch = batch.take(keep)
+            source = source[keep]
+        part.fixes += self.capture.select(batch)
+        result = part.engine.process(batch, now=now)
+        for i in result.late.tolist():
+            outbox.dlq.append(dlq_record(records[source[i]], "late"))
+        m.pings_late.inc(len(result.late))
+        m.pings_rejected.labels(reason="late").inc(len(result.late))
+        m.pings_duplicate.inc(len(result.duplicate))
+        outbox.events += result.events
+        part.unrecorded += result.events
+        last = records[-1]
+        part.next_offset = last.offset + 1
+        part.fingerprint = fingerprint(last)
+        end = self.consumer.highwater(TopicPartition(last.topic, last.partition)) if self.consumer else None
+        if end is not None:  # refined by _measure_lag, which also asks the broker for the log's end
+            m.consumer_lag.labels(partition=str(last.partition)).set(max(end - part.next_offset, 0))
+
+    def _unknown_fences(self, extras: np.ndarray) -> np.ndarray:
+        """Pings naming a hot spot (fence_id) that does not exist."""
+        if not len(extras):
+            return np.empty(0, dtype=np.int64)
+        known = self.index.position
+        bad = [
+            i
+            for i, e in enumerate(extras.tolist())
+            if e is not None and e.get("fence_id") is not None and e["fence_id"] not in known
+        ]
+        return np.array(bad, dtype=np.int64)
+
+    async def _produce(self, outbox: Outbox) -> None:
+        """Send events and DLQ records and wait for every ack (step 2 of the commit order)."""
+        producer = self.producer
+        assert producer is not None
+        futures = []
+        for e in outbox.events:
+            futures.append(await producer.send(self.events_topic, orjson.dumps(e.to_dict()), key=e.device_id.encode()))
+        for key, value in outbox.dlq:
+            futures.append(await producer.send(self.dlq_topic, value, key=key))
+        if futures:
+            await asyncio.gather(*futures)
+        now = time.time()
+        for e in outbox.events:
+            self.metrics.events.labels(type=e.type.value).inc()
+            if e.type is not EventType.SIGNAL_LOST:  # a loss is stamped with the last ping, not a new one
+                self.metrics.ping_to_event_seconds.observe(max(now - e.ts, 0.0))
+
+    async def _checkpoint(self, partitions: Sequence[int]) -> dict[TopicPartition, int]:
+        """Step 3 of the commit order; call with the lock held and nothing pending.
+
+        Returns the offsets to commit to Kafka (step 4), which the caller does without the lock:
+        a commit may wait for a rebalance, and a rebalance waits for the lock.
+        """
+        if self.pending is not None:
+            return {}
+        started = time.perf_counter()
+        offsets: dict[TopicPartition, int] = {}
+        for p in partitions:
+            part = self.parts[p]
+            if part.next_offset == part.checkpointed_offset and not part.engine.dirty and not part.unrecorded:
+                continue  # nothing consumed or changed since the last checkpoint
+            stream, devices = part.engine.checkpoint()
+            try:
+                await self.capture.save(part.fixes)  # first: a crash before the checkpoint captures them again
+                await self.store.save_checkpoint(
+                    Checkpoint(self.group, self.pings_topic, p, part.next_offset, part.fingerprint, stream, devices),
+                    Observations(part.unrecorded, devices_now(devices)),
+                )
+            except BaseException:
+                part.engine.dirty.update(part.engine.devices.slots(np.array(list(devices), dtype=object)).tolist())
+                raise
+            part.unrecorded = []
+            part.fixes = []
+            if part.next_offset > 0 and part.next_offset != part.checkpointed_offset:
+                offsets[TopicPartition(self.pings_topic, p)] = part.next_offset
+            part.checkpointed_offset = part.next_offset
+        self.last_checkpoint = time.monotonic()
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+        self.metrics.devices_tracked.set(sum(len(x.engine.devices) for x in self.parts.values()))
+        return offsets
+
+    async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+        """Step 4: informational only, for lag tools; the store holds the offsets that count."""
+        if self.consumer is None:
+            return
+        try:
+            await asyncio.wait_for(self.consumer.commit(offsets), COMMIT_TIMEOUT_S)
+        except (KafkaError, TimeoutError) as exc:
+            log.info("kafka offset commit skipped: %s", exc)
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake up at once when the service is asked to stop."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -1,0 +1,98 @@
+"""Who is inside which hot spot now, held in memory by the API and answered from indexes.
+
+A control room polls presence many times a second; reading and serialising the presence of
+every fence from the store for each request cost ~20 ms of one core. Instead the API keeps a
+`PresenceSnapshot`, read in one transaction (so consistent with the events as of one commit)
+and refreshed through a `FreshCache` when the store's version changes (see
+services/query/cache.py for the staleness bound). Filters are answered from its indexes and the
+unfiltered answer is serialised once per snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import orjson
+
+from services.query.cache import FreshCache, JsonBody
+from services.store import Present, Store
+
+Pair = tuple[str, Present]  # (fence_id, a device inside it)
+
+
+def presence_json(found: dict[str, list[Present]]) -> bytes:
+    """The body of GET /v1/presence (api.schemas.PresenceAnswer) for per-fence presence."""
+    fences = [{"fence_id": f, "devices": [p._asdict() for p in present]} for f, present in found.items()]
+    return orjson.dumps({"fences": fences})
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSnapshot:
+    """Presence as of one commit: per fence (sorted, longest there first), indexed by device,
+    officer and callsign; `body` and `devices` are the unfiltered answer and who it shows."""
+
+    by_fence: dict[str, list[Present]]
+    by_device: dict[str, list[Pair]]
+    by_officer: dict[str, list[str]]
+    by_callsign: dict[str, list[str]]
+    body: JsonBody
+    devices: list[str]
+
+    @classmethod
+    def of(cls, by_fence: dict[str, list[Present]]) -> PresenceSnapshot:
+        by_device: dict[str, list[Pair]] = {}
+        by_officer: dict[str, list[str]] = {}
+        by_callsign: dict[str, list[str]] = {}
+        for fence_id, present in by_fence.items():
+            for p in present:
+                pairs = by_device.setdefault(p.device_id, [])
+                if not pairs:  # a device's officer and callsign are the same in each of its fences
+                    for index, value in ((by_officer, p.officer_id), (by_callsign, p.callsign)):
+                        if value is not None:
+                            index.setdefault(value, []).append(p.device_id)
+                pairs.append((fence_id, p))
+        body = JsonBody.of(presence_json(by_fence))
+        return cls(by_fence, by_device, by_officer, by_callsign, body, sorted(by_device))
+
+    def select(
+        self,
+        fence_id: str | None = None,
+        device_id: str | None = None,
+        officer_id: str | None = None,
+        callsign: str | None = None,
+    ) -> dict[str, list[Present]]:
+        """Per fence, the devices inside it matching every filter given, in `Store.presence` order."""
+        if fence_id is not None:
+            pairs: Iterable[Pair] = [(fence_id, p) for p in self.by_fence.get(fence_id, [])]
+        elif device_id is not None:
+            pairs = self.by_device.get(device_id, [])
+        elif officer_id is not None or callsign is not None:
+            index, value = (self.by_officer, officer_id) if officer_id is not None else (self.by_callsign, callsign)
+            pairs = [pair for d in index.get(str(value), []) for pair in self.by_device[d]]
+        else:
+            return self.by_fence
+        wanted = ((fence_id, 0), (device_id, 1), (officer_id, 2), (callsign, 3))  # (value, index in `found`)
+        out: dict[str, list[Present]] = {}
+        for f, p in sorted(pairs, key=lambda fp: (fp[0], fp[1].since, fp[1].device_id)):
+            found = (f, p.device_id, p.officer_id, p.callsign)
+            if all(value is None or found[i] == value for value, i in wanted):
+                out.setdefault(f, []).append(p)
+        return out
+
+
+class PresenceCache:
+    """The API's presence snapshot, read again at most every `refresh_s` when the store changed."""
+
+    def __init__(self, store: Store, refresh_s: float) -> None:
+        self._store = store
+        self._cache: FreshCache[str, PresenceSnapshot] = FreshCache(self._version, refresh_s, max_entries=1)
+
+    async def snapshot(self) -> PresenceSnapshot:
+        return await self._cache.get("presence", self._read)
+
+    async def _version(self) -> int:
+        return await self._store.query_version()
+
+    async def _read(self) -> PresenceSnapshot:
+        return PresenceSnapshot.of(await self._store.presence())

@@ -1,0 +1,1 @@
+"""The weekly stocktake and its CSV, XLSX and HTML writers."""
