@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 #: The control-room page, built from web/ into the package (api/static/) with the locked npm packages.
 WEB := api/static/index.html
 
-.PHONY: run replay test lint bench sample clean web
+.PHONY: run replay test lint bench sample clean web docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench: $(STAMP) $(CHROMIUM) $(WEB)
 
 sample: $(STAMP)
 	$(BIN)/python scripts/make_sample.py
+
+#: The generated parts of the docs: the settings table of deploy/README.md, from services/settings.py.
+docs: $(STAMP)
+	$(BIN)/python scripts/settings_table.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache api/static web/node_modules

@@ -1,10 +1,11 @@
-"""The FastAPI application: thin routes over the service context."""
+"""The FastAPI application: thin routes over the service context, services' refusals mapped to HTTP here."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from api.context import ServiceContext
@@ -23,6 +24,26 @@ from api.routes import (
     presence,
     reports,
 )
+from services.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
+
+#: The HTTP status of each kind of refusal a service raises.
+STATUS: dict[type[DomainError], int] = {
+    NotFound: status.HTTP_404_NOT_FOUND,
+    Conflict: status.HTTP_409_CONFLICT,
+    Invalid: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+}
+
+
+def refusal(exc: DomainError) -> JSONResponse:
+    """A service's refusal as HTTP: its status, and `detail` as FastAPI words its own errors (an
+    invalid value as a validation error naming the body field, the rest as the message)."""
+    detail: Any = exc.message
+    if isinstance(exc, Invalid) and exc.loc:
+        where = ".".join(map(str, exc.loc))
+        detail = [{"loc": ["body", *exc.loc], "msg": f"{where}: {exc.message}", "type": "value_error"}]
+    code = next(STATUS[kind] for kind in type(exc).__mro__ if kind in STATUS)
+    return JSONResponse({"detail": detail}, status_code=code)
 
 
 def create_app(ctx: ServiceContext) -> FastAPI:
@@ -33,6 +54,10 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         description="Geofence events and dwell for hot spots policing.",
     )
     app.state.ctx = ctx
+
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError) -> Response:
+        return refusal(exc)
 
     @app.middleware("http")
     async def refuse_nul(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -11,6 +11,7 @@ from services.access.roles import RateLimiter
 from services.metrics import Metrics
 from services.pipeline.matcher import Health
 from services.query.cache import FreshCache, JsonBody
+from services.query.feed import EventFeed
 from services.query.presence import PresenceCache
 from services.settings import Settings
 from services.store import Store
@@ -37,7 +38,9 @@ class ServiceContext:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     presence: PresenceCache = field(init=False)
     answers: FreshCache[tuple[Any, ...], CachedAnswer] = field(init=False)  # e.g. dwell, by query
+    feed: EventFeed = field(init=False)  # the event streams' one reader of the event log
 
     def __post_init__(self) -> None:
         self.presence = PresenceCache(self.store, self.settings.query_refresh_s)
         self.answers = FreshCache(lambda: self.store.query_version(), self.settings.query_refresh_s)
+        self.feed = EventFeed(self.store, self.settings.max_streams_per_key)

@@ -1,31 +1,20 @@
-"""Time query parameters: ISO 8601 with an offset, or epoch seconds; errors name the parameter."""
+"""Time query parameters: the timestamp rule of every input (ingest.rules); errors name the parameter."""
 
 from __future__ import annotations
 
-import math
-from datetime import datetime
-
 from fastapi import HTTPException, status
+
+from ingest.rules import REQUIRED, TIMESTAMP
 
 
 def parse_time(name: str, value: str | None) -> float | None:
-    """Epoch seconds of an ISO 8601 (with offset) or epoch value; 422 naming `name` otherwise."""
+    """Epoch seconds by the timestamp rule (ingest.rules); 422 naming `name` otherwise."""
     if value is None:
         return None
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise invalid_query(name, f"{value!r} is neither ISO 8601 nor epoch seconds") from None
-        if parsed.tzinfo is None:
-            raise invalid_query(name, f"{value!r} has no UTC offset") from None
-        return parsed.timestamp()
-    if not math.isfinite(number):
-        raise invalid_query(name, f"{value!r} is not a finite number")
-    return number
+    seconds = TIMESTAMP.parse(value, text=True)
+    if seconds is None or isinstance(seconds, str):
+        raise invalid_query(name, TIMESTAMP.reason(value, text=True) or REQUIRED)
+    return seconds
 
 
 def time_range(start: str | None, end: str | None, *, required: bool) -> tuple[float | None, float | None]:

@@ -20,10 +20,10 @@ import numpy as np
 from bench.api import bench_api
 from bench.pipeline import bench_pipeline
 from geofence.engine import Engine
-from geofence.fences import fences_from_geojson
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
 from ingest.csv_pings import write_ping_csv
+from ingest.geojson_fences import fences_from_geojson
 from services.replay import replay
 from services.workload import Workload, make_workload
 

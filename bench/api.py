@@ -45,7 +45,7 @@ import httpx
 import numpy as np
 
 from geofence.events import Event, EventType, ExitReason
-from geofence.fences import fences_from_geojson
+from ingest.geojson_fences import fences_from_geojson
 from services.access.keys import create_key
 from services.access.roles import Role
 from services.pipeline.broker import free_port

@@ -27,7 +27,7 @@ from playwright.async_api import async_playwright
 
 from bench.api import HOST, child, server_main, wait_ready
 from geofence.events import Event, EventType, ExitReason
-from geofence.fences import fences_from_geojson
+from ingest.geojson_fences import fences_from_geojson
 from services.access.keys import create_key
 from services.access.roles import Role
 from services.pipeline.broker import free_port

@@ -13,8 +13,8 @@ import numpy as np
 import rtree
 import shapely
 
-from geofence.fences import fences_from_geojson
 from geofence.index import FenceIndex
+from ingest.geojson_fences import fences_from_geojson
 from services.workload import make_workload
 
 

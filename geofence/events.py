@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+import orjson
+
 
 class EventType(StrEnum):
     ENTER = "enter"
@@ -80,6 +82,10 @@ class Event(NamedTuple):
                 if value is not None and key not in out:
                     out[key] = value
         return out
+
+    def to_json(self) -> bytes:
+        """The one serialised form (UTF-8 JSON): live and replay write the same bytes for an event."""
+        return orjson.dumps(self.to_dict())
 
 
 def _seconds(value: float | None) -> float | None:

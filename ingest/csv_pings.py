@@ -5,9 +5,11 @@ It reads one block of whole lines at a time (``batch_rows`` lines) and has pyarr
 serially, every column as raw bytes: an empty cell stays distinguishable from a missing one,
 and a stray non-UTF-8 byte costs one row, not the run. Each column is then converted with one
 vectorised cast; only when a cast fails does the reader narrow down, with a regex prefilter,
-to the rows that are actually bad and explain them in Python. Bad rows never abort the run:
-they come back as ``RowError``s with their physical line number, beside the good rows of the
-same chunk.
+to the rows that are actually bad and word them by the input rules (``ingest.rules``), so a
+row gets the reason a Kafka or HTTP ping with the same values gets (``lat: must be between -90
+and 90, got 95``). Every carried column (officer_id ... heading_deg, fence_id) is checked too.
+Bad rows never abort the run: they come back as ``RowError``s with their physical line
+number, beside the good rows of the same chunk.
 
 Blocks are cut by us rather than by pyarrow's streaming reader because that one reads about
 32 blocks ahead on a background thread (memory), and a Python file given to it instead can
@@ -27,7 +29,6 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,19 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from geofence.pings import EXTRA_FIELDS, FloatArray, ObjArray, PingBatch
+from ingest.rules import (
+    CONTROL_CLASS,
+    DEVICE_ID,
+    ISO_PATTERN,
+    NUMBER_PATTERN,
+    PING_RULES,
+    TIMESTAMP,
+    NumberRule,
+    TextRule,
+    not_utf8,
+    parse_float,
+    show,
+)
 
 __all__ = ["CsvChunk", "CsvError", "RowError", "read_ping_csv", "write_ping_csv"]
 
@@ -44,14 +58,9 @@ BoolArray = npt.NDArray[np.bool_]
 IdxArray = npt.NDArray[np.intp]
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("device_id", "timestamp", "lat", "lon")
-_NUMERIC_EXTRAS = frozenset({"speed_mps", "heading_deg"})
-_MAX_DEVICE_ID = 64
+#: The optional columns read and carried with each ping, as a Kafka ping carries them.
+CARRIED: tuple[str, ...] = (*EXTRA_FIELDS, "fence_id")
 _MAX_LINE_BYTES = 16 << 20  # a longer "line" means broken line breaks: refuse, don't slurp
-# datetime's range (years 1..9999): wider is surely a unit mistake, e.g. epoch milliseconds.
-_TS_MIN, _TS_MAX = -62135596800.0, 253402300800.0
-# Plain decimal numbers: what pyarrow's cast parses identically to Python's float().
-_NUMERIC_RE = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
-_ISO_RE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 _TS_TYPE = pa.timestamp("ns", tz="UTC")
 _NULL_STR = pa.scalar(None, pa.string())
 
@@ -85,6 +94,7 @@ class _Layout:
     n_fields: int
     device_id: str
     timestamp: str
+    timestamp_name: str  # as the header names it (timestamp or ts): how errors name it
     lat: str
     lon: str
     accuracy_m: str | None
@@ -126,11 +136,12 @@ def _read_layout(path: str) -> _Layout:
     position: dict[str, int] = {}
     for i, raw in enumerate(names):
         position.setdefault(raw.strip().lower(), i)
+    named = set(position)
     if "timestamp" not in position and "ts" in position:
         position["timestamp"] = position["ts"]
     missing = [c for c in REQUIRED_COLUMNS if c not in position]
     if missing:
-        shown = ", ".join(show_value(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
+        shown = ", ".join(show(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
         raise CsvError(f"{path}: missing required column(s) {', '.join(missing)} (header has: {shown})")
 
     def col(name: str) -> str:
@@ -143,10 +154,11 @@ def _read_layout(path: str) -> _Layout:
         n_fields=len(names),
         device_id=col("device_id"),
         timestamp=col("timestamp"),
+        timestamp_name="timestamp" if "timestamp" in named else "ts",
         lat=col("lat"),
         lon=col("lon"),
         accuracy_m=col("accuracy_m") if "accuracy_m" in position else None,
-        extras=tuple((name, col(name)) for name in EXTRA_FIELDS if name in position),
+        extras=tuple((name, col(name)) for name in CARRIED if name in position),
         data_offset=len(header_bytes),
         line_bytes=line_bytes,
     )
@@ -281,128 +293,121 @@ def _parse_block(block: bytes, first_line: int, layout: _Layout) -> CsvChunk:
 def _convert(cols: dict[str, pa.Array], dev_len: npt.NDArray[np.int32], layout: _Layout) -> tuple[PingBatch, _Faults]:
     n = len(dev_len)
     faults = _Faults(n)
-    device_id = _device_ids(cols[layout.device_id], dev_len, faults)
-    ts = _timestamps(cols[layout.timestamp], faults)
-    lat = _bounded(cols[layout.lat], "lat", -90.0, 90.0, faults)
-    lon = _bounded(cols[layout.lon], "lon", -180.0, 180.0, faults)
-    acc = np.full(n, np.nan) if layout.accuracy_m is None else _accuracy(cols[layout.accuracy_m], faults)
+    device_id = _device_ids(cols[layout.device_id], faults)
+    ts = _timestamps(cols[layout.timestamp], layout.timestamp_name, faults)
+    lat = _numbers(cols[layout.lat], "lat", faults)
+    lon = _numbers(cols[layout.lon], "lon", faults)
+    acc = np.full(n, np.nan) if layout.accuracy_m is None else _numbers(cols[layout.accuracy_m], "accuracy_m", faults)
+    extra_cols = [_extra(cols[c], name, faults) for name, c in layout.extras]
     good: IdxArray | None = None
     if faults.reasons:
         good = np.flatnonzero(~faults.mask)
         device_id, ts, lat, lon, acc = device_id[good], ts[good], lat[good], lon[good], acc[good]
     extras = np.empty(0, dtype=object)
     if layout.extras:
-        extra_cols = [cols[c] for _, c in layout.extras]
         if good is not None:
             extra_cols = [c.take(pa.array(good)) for c in extra_cols]
         extras = _extras([name for name, _ in layout.extras], extra_cols)
     return PingBatch(device_id=device_id, ts=ts, lat=lat, lon=lon, accuracy_m=acc, extras=extras), faults
 
 
-def show_value(raw: Any) -> str:
-    """A cell value fit for a one-line message: decoded, escaped, shortened."""
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+def _cell(arr: pa.Array, i: int) -> str:
+    """One cell as text (a stray non-UTF-8 byte replaced), for the rules to word a refusal."""
+    raw = arr[i].as_py()
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else (raw or "")
 
 
-def _device_ids(arr: pa.Array, dev_len: npt.NDArray[np.int32], faults: _Faults) -> ObjArray:
-    n = len(arr)
+def _texts(arr: pa.Array, name: str, rule: TextRule, faults: _Faults) -> pa.Array:
+    """A text column checked by rule: strings, null where empty; refusals worded by the rule.
+
+    Only rows the bulk checks single out (too many bytes, a byte that may start a control
+    character, empty when required, not UTF-8) are looked at one by one.
+    """
+    lengths = pc.binary_length(arr).to_numpy()
     try:
         text = pc.cast(arr, pa.string())
-    except pa.ArrowInvalid:  # some id is not UTF-8: sort them out one by one
-        out = np.empty(n, dtype=object)
-        for i, raw in enumerate(arr.to_pylist()):
-            try:
-                out[i] = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                faults.add(i, f"device_id '{show_value(raw)}' is not valid UTF-8")
-                out[i] = ""
-                continue
-            if not out[i]:
-                faults.add(i, "device_id is empty")
-            elif len(out[i]) > _MAX_DEVICE_ID:
-                faults.add(i, f"device_id longer than {_MAX_DEVICE_ID} characters")
-        return out
-    if n and dev_len.min() == 0:
-        faults.add_each(np.flatnonzero(dev_len == 0), "device_id is empty")
-    if n and dev_len.max() > _MAX_DEVICE_ID:  # bytes > 64; characters may still fit
-        long = np.flatnonzero(dev_len > _MAX_DEVICE_ID)
-        chars = pc.utf8_length(text.take(pa.array(long))).to_numpy()
-        faults.add_each(long[chars > _MAX_DEVICE_ID], f"device_id longer than {_MAX_DEVICE_ID} characters")
-    # One Python string per distinct device, shared by its rows: faster and lighter than one per row.
-    enc = pc.dictionary_encode(text)
-    return enc.dictionary.to_numpy(zero_copy_only=False)[enc.indices.to_numpy()]  # type: ignore[no-any-return]
+    except pa.ArrowInvalid:  # some cell is not UTF-8: refuse those, read the rest
+        utf8 = np.array([_is_utf8(raw) for raw in arr.to_pylist()], dtype=np.bool_)
+        for i in np.flatnonzero(~utf8).tolist():
+            faults.add(i, f"{name}: {not_utf8(arr[i].as_py())}")
+        text = pc.cast(pc.if_else(pa.array(utf8), arr, pa.scalar(b"", pa.binary())), pa.string())
+        lengths = np.where(utf8, lengths, 1)
+    suspect = lengths > rule.limit  # bytes; the characters may still fit
+    if rule.required:
+        suspect |= lengths == 0
+    data = arr.buffers()[2]
+    if data is not None and data.size:
+        view = np.frombuffer(data, dtype=np.uint8)
+        if view.min() < 0x20 or (view == 0x7F).any() or (view == 0xC2).any():  # C0, DEL; C1 is C2 80-9F
+            suspect |= _mask(pc.match_substring_regex(text, CONTROL_CLASS))
+    for i in np.flatnonzero(suspect).tolist():
+        reason = rule.reason(text[i].as_py())
+        if reason is not None:
+            faults.add(i, f"{name}: {reason}")
+    return pc.if_else(pa.array(lengths == 0), _NULL_STR, text)
 
 
-def py_float(text: str) -> float | None:
-    """Python's float(), minus its '1_000' leniency; None if not a number."""
-    if "_" in text:
-        return None
+def _is_utf8(raw: bytes) -> bool:
     try:
-        return float(text)
-    except ValueError:
-        return None
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _device_ids(arr: pa.Array, faults: _Faults) -> ObjArray:
+    text = _texts(arr, "device_id", DEVICE_ID, faults)
+    # One Python string per distinct device, shared by its rows: faster and lighter than one per row.
+    enc = pc.dictionary_encode(pc.fill_null(text, ""))
+    return enc.dictionary.to_numpy(zero_copy_only=False)[enc.indices.to_numpy()]  # type: ignore[no-any-return]
 
 
 def _mask(arr: pa.Array) -> BoolArray:
     return pc.fill_null(arr, False).to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
 
 
-def _numbers(arr: pa.Array, name: str, faults: _Faults) -> tuple[FloatArray, BoolArray, BoolArray]:
-    """Parse a numeric column: values (NaN where empty or unparseable), empty mask, parsed mask."""
+def _parse_numbers(arr: pa.Array) -> tuple[FloatArray, BoolArray]:
+    """Numbers of a column (NaN where empty or unparseable) and the empty mask, no judgement."""
     empty = pc.binary_length(arr).to_numpy() == 0
     text = arr.view(pa.string())  # numbers are ASCII: a bad byte just fails to parse
     if empty.any():
         text = pc.if_else(pa.array(empty), _NULL_STR, text)
     try:
-        return pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False), empty, ~empty
+        return pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False), empty
     except pa.ArrowInvalid:
         pass
     values = np.full(len(arr), np.nan)
-    parsed = ~empty
-    plain = _mask(pc.match_substring_regex(text, _NUMERIC_RE))
+    plain = _mask(pc.match_substring_regex(text, NUMBER_PATTERN))
     idx = np.flatnonzero(plain)
     try:
         values[idx] = pc.cast(text.take(pa.array(idx)), pa.float64()).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:
         plain[:] = False
     for i in np.flatnonzero(~plain & ~empty).tolist():
-        raw = arr[i].as_py()
-        value = py_float(raw.decode("utf-8", "replace"))
-        if value is None:
-            faults.add(i, f"{name} '{show_value(raw)}' is not a number")
-            parsed[i] = False
-        else:
-            values[i] = value
-    return values, empty, parsed
+        value = parse_float(_cell(arr, i))
+        values[i] = math.nan if value is None else value
+    return values, empty
 
 
-def _check(arr: pa.Array, name: str, values: FloatArray, rows: BoolArray, faults: _Faults, rule: str) -> None:
-    """Explain the parsed values that break the column's rule (few rows: per-row is fine)."""
+def _refuse(arr: pa.Array, name: str, rows: BoolArray, rule: NumberRule, faults: _Faults) -> None:
+    """Word the refusal of each flagged row by its rule (few rows: per-row is fine)."""
     for i in np.flatnonzero(rows).tolist():
-        shown = show_value(arr[i].as_py())
-        faults.add(i, f"{name} '{shown}' {rule}" if math.isfinite(values[i]) else f"{name} '{shown}' is not finite")
+        reason = rule.reason(_cell(arr, i), text=True)
+        if reason is not None:
+            faults.add(i, f"{name}: {reason}")
 
 
-def _bounded(arr: pa.Array, name: str, lo: float, hi: float, faults: _Faults) -> FloatArray:
-    values, empty, parsed = _numbers(arr, name, faults)
-    if empty.any():
-        faults.add_each(np.flatnonzero(empty), f"{name} is empty")
+def _numbers(arr: pa.Array, name: str, faults: _Faults) -> FloatArray:
+    """A numeric column checked by its ping rule; NaN where empty (optional) or refused."""
+    rule = PING_RULES[name]
+    assert isinstance(rule, NumberRule)
+    values, empty = _parse_numbers(arr)
     with np.errstate(invalid="ignore"):
-        ok = (values >= lo) & (values <= hi)  # False for NaN and ±inf
+        upper = values < rule.hi if rule.hi_open else values <= rule.hi
+        ok = (values >= rule.lo) & upper & np.isfinite(values)  # False for NaN and ±inf
+    ok |= empty & (not rule.required)
     if not ok.all():
-        _check(arr, name, values, ~ok & parsed, faults, f"out of range [{lo:g}, {hi:g}]")
-    return values
-
-
-def _accuracy(arr: pa.Array, faults: _Faults) -> FloatArray:
-    values, empty, parsed = _numbers(arr, "accuracy_m", faults)  # empty = unknown: NaN, accepted
-    with np.errstate(invalid="ignore"):
-        ok = empty | (np.isfinite(values) & (values >= 0))
-    if not ok.all():
-        _check(arr, "accuracy_m", values, ~ok & parsed, faults, "must be >= 0")
+        _refuse(arr, name, ~ok, rule, faults)
     return values
 
 
@@ -412,59 +417,59 @@ def _ns_to_seconds(ts: pa.Array) -> FloatArray:
     return micros / 1e6  # type: ignore[no-any-return]
 
 
-def py_timestamp(text: str) -> float | str:
-    """One timestamp the vectorised casts refused: seconds, or the reason (without the prefix)."""
-    text = text.strip()
-    value = py_float(text)
-    if value is not None:
-        return value
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return "is not ISO 8601 or epoch seconds"
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        return "has no UTC offset"
-    try:
-        return parsed.timestamp()
-    except (OverflowError, ValueError):
-        return "out of range"
+def _iso_cast(text: pa.Array) -> tuple[FloatArray, BoolArray]:
+    """Arrow's ISO 8601 cast, and which rows are in the rules' form (arrow also reads 'T22+01').
+
+    A string arrow parsed is ASCII, so the form is checked on bytes: ':' after the hour, and an
+    offset of four digits (``±HH:MM``, ``±HHMM``) or ``Z``, never ``±HH``.
+    """
+    values = _ns_to_seconds(pc.cast(text, _TS_TYPE))
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset : text.offset + len(text) + 1]
+    data = np.frombuffer(text.buffers()[2], dtype=np.uint8)
+    start, end = offsets[:-1], offsets[1:]
+    long = end - start >= 16
+    colon = data[np.where(long, start + 13, 0)] == ord(":")
+    sign = data[np.where(long, end - 3, 0)]
+    return values, long & colon & (sign != ord("+")) & (sign != ord("-"))
 
 
-def _timestamps(arr: pa.Array, faults: _Faults) -> FloatArray:
+def _timestamps(arr: pa.Array, name: str, faults: _Faults) -> FloatArray:
     n = len(arr)
     if n == 0:
         return np.empty(0)
     text = arr.view(pa.string())
     # Whole-column fast path when a few sampled rows agree on the kind (a failing ISO cast is slow).
-    kinds = {
-        bool(re.match(_NUMERIC_RE, (arr[i].as_py() or b"").decode("utf-8", "replace"))) for i in (0, n // 2, n - 1)
-    }
+    kinds = {bool(re.match(NUMBER_PATTERN, _cell(arr, i))) for i in (0, n // 2, n - 1)}
     values: FloatArray
     if len(kinds) == 1:
         try:
             if kinds == {True}:
-                values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+                values, done = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False), np.ones(n, dtype=np.bool_)
             else:
-                values = _ns_to_seconds(pc.cast(text, _TS_TYPE))
-            done = np.ones(n, dtype=np.bool_)
+                values, done = _iso_cast(text)
         except pa.ArrowInvalid:
-            values, done = _timestamps_mixed(arr, text, faults)
+            values, done = _timestamps_mixed(arr, text)
     else:
-        values, done = _timestamps_mixed(arr, text, faults)
+        values, done = _timestamps_mixed(arr, text)
     with np.errstate(invalid="ignore"):
-        ok = (values >= _TS_MIN) & (values < _TS_MAX)
+        ok = done & (values >= TIMESTAMP.lo) & (values < TIMESTAMP.hi)
     if not ok.all():
-        _check(arr, "timestamp", values, ~ok & done, faults, "out of range (epoch must be in seconds, years 1-9999)")
+        for i in np.flatnonzero(~ok).tolist():
+            seconds = TIMESTAMP.parse(_cell(arr, i), text=True)
+            if isinstance(seconds, float):
+                values[i] = seconds  # a form the bulk casts leave to Python (blanks, years past 2262)
+            else:
+                faults.add(i, f"{name}: {TIMESTAMP.reason(_cell(arr, i), text=True)}")
     return values
 
 
-def _timestamps_mixed(arr: pa.Array, text: pa.Array, faults: _Faults) -> tuple[FloatArray, BoolArray]:
-    """Epoch and ISO rows mixed, or bad rows: cast each well-formed kind apart, explain the rest."""
+def _timestamps_mixed(arr: pa.Array, text: pa.Array) -> tuple[FloatArray, BoolArray]:
+    """Epoch and ISO rows mixed, or bad rows: cast each well-formed kind apart, leave the rest."""
     values = np.full(len(arr), np.nan)
     done = np.zeros(len(arr), dtype=np.bool_)
     for pattern, convert in (
-        (_NUMERIC_RE, lambda a: pc.cast(a, pa.float64()).to_numpy(zero_copy_only=False)),
-        (_ISO_RE, lambda a: _ns_to_seconds(pc.cast(a, _TS_TYPE))),
+        (NUMBER_PATTERN, lambda a: pc.cast(a, pa.float64()).to_numpy(zero_copy_only=False)),
+        (ISO_PATTERN, lambda a: _ns_to_seconds(pc.cast(a, _TS_TYPE))),
     ):
         idx = np.flatnonzero(_mask(pc.match_substring_regex(text, pattern)))
         try:
@@ -472,53 +477,22 @@ def _timestamps_mixed(arr: pa.Array, text: pa.Array, faults: _Faults) -> tuple[F
             done[idx] = True
         except pa.ArrowInvalid:  # e.g. a well-formed but impossible date: leave the subset to Python
             pass
-    for i in np.flatnonzero(~done).tolist():
-        raw = arr[i].as_py()
-        if not raw:
-            faults.add(i, "timestamp is empty")
-            continue
-        result = py_timestamp(raw.decode("utf-8", "replace"))
-        if isinstance(result, str):
-            faults.add(i, f"timestamp '{show_value(raw)}' {result}")
-        else:
-            values[i] = result
-            done[i] = True
     return values, done
 
 
-def _extras(names: list[str], cols: list[pa.Array]) -> ObjArray:
-    """Per-ping mappings of the carried fields: None when empty, numbers as floats where numeric.
+def _extra(arr: pa.Array, name: str, faults: _Faults) -> pa.Array:
+    """A carried column checked by its ping rule: floats or strings, null where empty."""
+    rule = PING_RULES[name]
+    if isinstance(rule, TextRule):
+        return _texts(arr, name, rule, faults)
+    values = _numbers(arr, name, faults)
+    return pa.array(values, mask=np.isnan(values))
 
-    Columns that convert cleanly go through an arrow struct (its to_pylist builds the dicts in
-    C); a numeric field holding some text is filled in afterwards, value by value.
-    """
-    typed: dict[str, pa.Array] = {}
-    loose: dict[str, list[Any]] = {}
-    for name, arr in zip(names, cols, strict=True):
-        empty = pc.equal(pc.binary_length(arr), 0)
-        try:
-            if name in _NUMERIC_EXTRAS:
-                typed[name] = pc.cast(pc.if_else(empty, _NULL_STR, arr.view(pa.string())), pa.float64())
-            else:
-                typed[name] = pc.if_else(empty, _NULL_STR, pc.cast(arr, pa.string()))
-            continue
-        except pa.ArrowInvalid:
-            pass
-        texts = [raw.decode("utf-8", "replace") or None for raw in arr.to_pylist()]
-        if name in _NUMERIC_EXTRAS:
-            numbers = [py_float(t) if t else None for t in texts]
-            loose[name] = [t if v is None else v for t, v in zip(texts, numbers, strict=True)]
-        else:
-            loose[name] = texts
+
+def _extras(names: list[str], cols: list[pa.Array]) -> ObjArray:
+    """Per-ping mappings of the carried fields (None when empty), built by an arrow struct in C."""
     n = len(cols[0]) if cols else 0
-    dicts: list[dict[str, Any]] = (
-        pa.StructArray.from_arrays(list(typed.values()), names=list(typed)).to_pylist()
-        if typed
-        else [{} for _ in range(n)]
-    )
-    for name, values in loose.items():
-        for d, v in zip(dicts, values, strict=True):
-            d[name] = v
+    dicts = pa.StructArray.from_arrays(cols, names=names).to_pylist()
     out = np.empty(n, dtype=object)
     out[:] = dicts
     return out
@@ -534,7 +508,7 @@ def _iso_utc(ts: FloatArray) -> list[str]:
     return [f"{s}Z" for s in stamps.tolist()]
 
 
-def _cell(value: Any) -> str:
+def _written(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
@@ -549,8 +523,8 @@ def write_ping_csv(path: str | os.PathLike[str], batch: PingBatch) -> None:
     empty cell; extra columns appear only for the carried fields some ping actually has.
     """
     extras: list[Any] = batch.extras.tolist() if len(batch.extras) else []
-    present = {key for extra in extras if extra for key in extra}
-    extra_names = [name for name in EXTRA_FIELDS if name in present]
+    present = {key for extra in extras if extra for key, value in extra.items() if value is not None}
+    extra_names = [name for name in CARRIED if name in present]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["device_id", "timestamp", "lat", "lon", "accuracy_m", *extra_names])
@@ -563,7 +537,7 @@ def write_ping_csv(path: str | os.PathLike[str], batch: PingBatch) -> None:
                     stamps[i],
                     repr(float(batch.lat[i])),
                     repr(float(batch.lon[i])),
-                    _cell(float(batch.accuracy_m[i])),
-                    *(_cell(extra.get(name)) for name in extra_names),
+                    _written(float(batch.accuracy_m[i])),
+                    *(_written(extra.get(name)) for name in extra_names),
                 ]
             )

@@ -20,14 +20,15 @@ its last row (``ParsedIncidents.repeated`` counts the others).
 Incident files run to thousands or hundreds of thousands of rows, not the millions of a ping
 export, so rows are read with the csv module: line numbers are exact physical lines even
 when a quoted value holds a line break. Bad rows never abort the read: each comes back as an
-``IncidentError`` naming its line, field and reason, beside the good rows.
+``IncidentError`` naming its line, field and reason (``field: reason``, worded by the input
+rules of ``ingest.rules`` as for pings), beside the good rows. Strings, in CSV cells and in
+JSON records alike, are read as text: ``"51.5"`` is a number here, unlike in a ping.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -35,8 +36,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ingest.csv_pings import CsvError, py_float, py_timestamp, show_value
-from ingest.ping_message import TS_MAX, TS_MIN
+from ingest.csv_pings import CsvError
+from ingest.rules import ID, LAT, LON, REQUIRED, TIMESTAMP, NumberRule, TextRule, not_utf8, show
 
 __all__ = [
     "SOURCES",
@@ -51,8 +52,8 @@ __all__ = [
 
 #: What an incident may be: recorded crime, a call for service, an injury (e.g. A&E data).
 SOURCES: tuple[str, ...] = ("crime", "call", "injury")
-MAX_ID = 128
-MAX_CATEGORY = 100
+CATEGORY = TextRule(100, required=True)
+HARM = NumberRule(0.0)
 #: Canonical field -> the column names accepted for it, first found wins.
 ALIASES: dict[str, tuple[str, ...]] = {
     "id": ("incident_id", "id", "crime_id"),
@@ -138,7 +139,7 @@ def parse_incident_csv(lines: Iterable[str], default_source: str = "crime", name
     if columns["ts"] is None and columns["month"] is None:
         missing.append("ts (or time, timestamp, month)")
     if missing:
-        shown = ", ".join(show_value(n) for n in header[:20]) + (", ..." if len(header) > 20 else "")
+        shown = ", ".join(show(n) for n in header[:20]) + (", ..." if len(header) > 20 else "")
         raise CsvError(f"{name}: missing required column(s) {', '.join(missing)} (header has: {shown})")
     out = _Collector(default_source)
     last_line = reader.line_num
@@ -231,21 +232,17 @@ def _incident(values: Mapping[str, Any], default_source: str) -> _Fields | list[
     faults: list[tuple[str | None, str]] = []
 
     def fail(name: str) -> Callable[[str], None]:
-        return lambda reason: faults.append((name, reason))
+        return lambda reason: faults.append((name, f"{name}: {reason}"))
 
-    given_id = _text(values.get("id"), "id", MAX_ID, fail("id"))
-    times = _times(values.get("ts"), values.get("month"), faults)
-    lat = _number(values.get("lat"), "lat", -90.0, 90.0, fail("lat"))
-    lon = _number(values.get("lon"), "lon", -180.0, 180.0, fail("lon"))
-    category = _text(values.get("category"), "category", MAX_CATEGORY, fail("category"))
-    if _blank(values.get("category")):
-        faults.append(("category", "category is empty"))
-    source = _text(values.get("source"), "source", MAX_ID, fail("source")) or default_source
+    given_id = _text(values.get("id"), ID, fail("id"), required=False)
+    times = _times(values.get("ts"), values.get("month"), fail)
+    lat = _number(values.get("lat"), LAT, fail("lat"))
+    lon = _number(values.get("lon"), LON, fail("lon"))
+    category = _text(values.get("category"), CATEGORY, fail("category"))
+    source = _text(values.get("source"), ID, fail("source"), required=False) or default_source
     if source not in SOURCES:
-        faults.append(("source", f"source '{show_value(source)}' is not one of {', '.join(SOURCES)}"))
-    harm = None
-    if not _blank(values.get("harm_weight")):
-        harm = _number(values.get("harm_weight"), "harm_weight", 0.0, math.inf, fail("harm_weight"))
+        fail("source")(f"must be one of {', '.join(SOURCES)}, got {show(source)}")
+    harm = _number(values.get("harm_weight"), HARM, fail("harm_weight"))
     if faults or times is None or lat is None or lon is None or category is None:
         return faults
     return source, given_id, times[0], times[1], lat, lon, category, harm
@@ -255,70 +252,57 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _text(value: Any, name: str, limit: int, fail: Callable[[str], None]) -> str | None:
+def _text(value: Any, rule: TextRule, fail: Callable[[str], None], *, required: bool = True) -> str | None:
+    """A text field by its rule, trimmed; a JSON integer id is read as its digits."""
     if _blank(value):
+        if required:
+            fail(REQUIRED)
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        fail(f"{name} must be a string")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str):
+        value = value.strip()
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # the file's undecodable bytes, kept as surrogates
+            fail(not_utf8(value.encode("utf-8", "surrogateescape")))
+            return None
+    reason = rule.reason(value)
+    if reason is not None:
+        fail(reason)
         return None
-    text = str(value).strip()
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        fail(f"{name} '{show_value(text.encode('utf-8', 'surrogateescape'))}' is not valid UTF-8")
-        return None
-    if len(text) > limit:
-        fail(f"{name} longer than {limit} characters")
-        return None
-    if "\x00" in text:  # PostgreSQL text cannot hold it
-        fail(f"{name} holds a NUL character")
-        return None
-    return text
+    return str(value)
 
 
-def _number(value: Any, name: str, lo: float, hi: float, fail: Callable[[str], None]) -> float | None:
-    if _blank(value):
-        fail(f"{name} is empty")
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        fail(f"{name} must be a number")
-        return None
-    number = float(value) if not isinstance(value, str) else py_float(value.strip())
-    if number is None:
-        fail(f"{name} '{show_value(value)}' is not a number")
-        return None
-    if not math.isfinite(number):
-        fail(f"{name} '{show_value(value)}' is not finite")
-        return None
-    if not lo <= number <= hi:
-        rule = f"must be >= {lo:g}" if hi == math.inf else f"out of range [{lo:g}, {hi:g}]"
-        fail(f"{name} '{show_value(value)}' {rule}")
+def _number(value: Any, rule: NumberRule, fail: Callable[[str], None]) -> float | None:
+    """A number by its rule; text (a CSV cell, a JSON string) is parsed, as CSV cells are."""
+    number = rule.parse(value, text=isinstance(value, str))
+    if isinstance(number, str):
+        fail(number)
         return None
     return number
 
 
-def _times(ts: Any, month: Any, faults: list[tuple[str | None, str]]) -> tuple[float, float] | None:
+def _times(ts: Any, month: Any, fail: Callable[[str], Callable[[str], None]]) -> tuple[float, float] | None:
     """(ts, ts_end): the instant twice, or the month's start and the next month's start."""
     if not _blank(ts):
-        if isinstance(ts, bool) or not isinstance(ts, str | int | float):
-            faults.append(("ts", "ts must be an ISO 8601 string or epoch seconds"))
-            return None
-        value = float(ts) if not isinstance(ts, str) else py_timestamp(ts)
+        value = TIMESTAMP.parse(ts, text=isinstance(ts, str))
         if isinstance(value, str):
-            faults.append(("ts", f"ts '{show_value(ts)}' {value}"))
+            fail("ts")(value)
             return None
-        if not TS_MIN <= value < TS_MAX:
-            faults.append(("ts", f"ts '{show_value(ts)}' out of range (epoch must be in seconds, years 1-9999)"))
-            return None
+        assert value is not None
         return value, value
     if _blank(month):
-        faults.append(("ts", "ts is empty (and no month given)"))
+        fail("ts")(f"{REQUIRED} (or a month)")
         return None
     match = _MONTH_RE.match(month.strip()) if isinstance(month, str) else None
-    if match is None or not 1 <= int(match[2]) <= 12 or int(match[1]) < 1 or int(match[1]) > 9998:
-        faults.append(("month", f"month '{show_value(month)}' is not YYYY-MM"))
+    if match is None or not 1 <= int(match[2]) <= 12:
+        fail("month")(f"must be YYYY-MM, got {show(month)}")
         return None
     year, mon = int(match[1]), int(match[2])
+    if not TIMESTAMP.lo_dt.year <= year < TIMESTAMP.hi_dt.year:
+        fail("month")(f"{TIMESTAMP.words}, got {show(month)}")
+        return None
     start = datetime(year, mon, 1, tzinfo=UTC)
     end = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=UTC)
     return start.timestamp(), end.timestamp()

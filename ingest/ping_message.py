@@ -6,24 +6,22 @@ call (no Python per item), then turned into columns with bulk operations. Each a
 is validated as "a ping, or else anything": a bad ping does not fail the call, it comes back
 raw and only that one is explained, by validating it again alone. A message that is not one
 JSON value breaks the array (or changes its length), and only then is every message parsed
-alone to find it. Reasons name the JSON field, e.g. ``lat: Input should be less than or equal
-to 90``; ``Reject.field`` holds the field and ``Reject.reason`` the rest, ``str(reject)`` both.
+alone to find it. Reasons are worded by ``ingest.rules`` and name the JSON field, e.g.
+``lat: must be between -90 and 90, got 95``; ``Reject.field`` holds the field and
+``Reject.reason`` the rest, ``str(reject)`` both.
 
-The rules live once, in the annotated types below, shared by the ``Ping`` model (the HTTP and
-OpenAPI face) and the TypedDict the fast path validates into (dicts are cheaper than model
-instances). Numbers must be JSON numbers: ``"51.5"`` and ``true`` are refused rather than
-guessed at. ``ts`` is an ISO 8601 string with a UTC offset or epoch seconds; its range, years
-1-9999, and its conversion to epoch seconds (microseconds, as ``datetime.timestamp``) match the
-CSV reader, so every way in gives the same numbers.
+The rules are ``ingest.rules``', here as pydantic constraints in the annotated types below,
+shared by the ``Ping`` model (the HTTP and OpenAPI face) and the TypedDict the fast path
+validates into (dicts are cheaper than model instances). Numbers must be JSON numbers:
+``"51.5"`` and ``true`` are refused rather than guessed at. ``ts`` converts to epoch seconds
+(microseconds, as ``datetime.timestamp``) as the CSV reader does, so every way in gives the
+same numbers.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from operator import methodcaller
 from typing import Annotated, Any, Literal, NotRequired
 
@@ -35,7 +33,6 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     RootModel,
-    Strict,
     TypeAdapter,
     ValidationError,
     ValidatorFunctionWrapHandler,
@@ -46,34 +43,34 @@ from pydantic_core import CoreSchema, PydanticCustomError, core_schema, from_jso
 from typing_extensions import TypedDict  # pydantic needs this one, not typing's, before Python 3.12
 
 from geofence.pings import PingBatch
+from ingest.rules import (
+    ACCURACY,
+    DEVICE_ID,
+    FENCE_REF,
+    HEADING,
+    ISO_PATTERN,
+    LAT,
+    LON,
+    SPEED,
+    TEXT,
+    TIMESTAMP,
+    NumberRule,
+    TextRule,
+    field_reason,
+    json_kind,
+    ping_faults,
+)
 
 __all__ = [
     "BodyError",
     "ParsedPings",
     "Ping",
     "Reject",
+    "Timestamp",
     "UnsupportedContentType",
     "parse_http_body",
     "parse_messages",
 ]
-
-MAX_DEVICE_ID = 64
-MAX_TEXT = 64  # officer_id, callsign, status, source
-MAX_FENCE_ID = 256  # fence ids come from our own fence files, which set no limit: generous
-
-#: Epoch-second range accepted: datetime's years 1-9999, as the CSV reader. Wider is surely a
-#: unit mistake (epoch milliseconds are 1000 times too large).
-TS_MIN, TS_MAX = -62135596800.0, 253402300800.0
-_DT_MIN = datetime(1, 1, 1, tzinfo=UTC)
-_DT_MAX = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
-_TS_RANGE = "out of range (epoch must be in seconds, years 1-9999)"
-_TS_EXPECTED = "must be an ISO 8601 string with a UTC offset or epoch seconds"
-# pydantic's datetime parser takes an all-digit string as unix time (and a long one as
-# milliseconds): insisting on a date-like start keeps epoch strings out of the string branch.
-_ISO_START = r"^\d{4}-"
-_NUMERIC = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
-_PARSER_PREFIX = re.compile(r"^Input should be a valid datetime(?: or date)?, ")
-_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
 
 NDJSON_TYPES = frozenset(
     {
@@ -87,14 +84,14 @@ NDJSON_TYPES = frozenset(
 )
 
 
-# -- the rules ---------------------------------------------------------------------------------
+# -- the rules (ingest.rules, as pydantic-core constraints) -------------------------------------
 
 
 class _Timestamp:
     """Core schema of ``ts``: an aware ISO 8601 datetime or finite epoch seconds, all in Rust.
 
     One error type for every failure keeps the union's per-branch noise out of error lists;
-    ``_ts_reason`` says precisely what is wrong when someone reads it.
+    ``TIMESTAMP.reason`` says precisely what is wrong when someone reads it.
     """
 
     @classmethod
@@ -103,15 +100,15 @@ class _Timestamp:
             [
                 core_schema.chain_schema(
                     [
-                        core_schema.str_schema(pattern=_ISO_START),
-                        core_schema.datetime_schema(tz_constraint="aware", ge=_DT_MIN, le=_DT_MAX),
+                        core_schema.str_schema(pattern=ISO_PATTERN),
+                        core_schema.datetime_schema(tz_constraint="aware", ge=TIMESTAMP.lo_dt, lt=TIMESTAMP.hi_dt),
                     ]
                 ),
-                core_schema.float_schema(strict=True, allow_inf_nan=False, ge=TS_MIN, lt=TS_MAX),
+                core_schema.float_schema(strict=True, allow_inf_nan=False, ge=TIMESTAMP.lo, lt=TIMESTAMP.hi),
             ],
             mode="left_to_right",
             custom_error_type="timestamp",
-            custom_error_message=_TS_EXPECTED,
+            custom_error_message="must be ISO 8601 with a UTC offset or epoch seconds",
         )
 
 
@@ -119,59 +116,66 @@ _TS_JSON_SCHEMA = WithJsonSchema(
     {
         "anyOf": [
             {"type": "string", "format": "date-time", "description": "ISO 8601 with a UTC offset (Z or +hh:mm)"},
-            {"type": "number", "minimum": TS_MIN, "exclusiveMaximum": TS_MAX, "description": "epoch seconds"},
+            {
+                "type": "number",
+                "minimum": TIMESTAMP.lo,
+                "exclusiveMaximum": TIMESTAMP.hi,
+                "description": "epoch seconds",
+            },
         ],
         "examples": ["2026-11-21T22:03:00.123Z", 1795298580.123],
     }
 )
 
-_NAIVE_OK = TypeAdapter(datetime)  # for explaining a refused string only
-
-
-def _ts_reason(value: Any) -> str:
-    """Why a ts value was refused, in words (the error path only)."""
-    if isinstance(value, bool):
-        return f"{_TS_EXPECTED}, not a boolean"
-    if isinstance(value, int | float):
-        return _TS_RANGE if math.isfinite(value) else "epoch seconds must be finite"
-    if isinstance(value, str):
-        if _NUMERIC.fullmatch(value):
-            return "epoch seconds must be a JSON number, not a string"
-        try:
-            parsed = _NAIVE_OK.validate_python(value)
-        except ValidationError as e:
-            detail = _PARSER_PREFIX.sub("", e.errors(include_url=False)[0]["msg"])
-            return f"not an ISO 8601 timestamp ({detail}): {_show(value)}"
-        if parsed.tzinfo is None:
-            return "timestamp has no UTC offset"
-        return "out of range (years 1-9999)"
-    return f"{_TS_EXPECTED}, not {_JSON_TYPES.get(type(value), type(value).__name__)}"
-
 
 def _explain_ts(value: Any, handler: ValidatorFunctionWrapHandler) -> float:
-    """For the Ping model: the core check, a precise reason on failure, epoch seconds on success."""
+    """For models: the core check, the rule's reason on failure, epoch seconds on success."""
     try:
         out = handler(value)
     except ValidationError:
-        raise PydanticCustomError("timestamp", "{reason}", {"reason": _ts_reason(value)}) from None
+        raise PydanticCustomError("timestamp", "{reason}", {"reason": TIMESTAMP.reason(value) or "invalid"}) from None
     return out if isinstance(out, float) else out.timestamp()
 
 
-def _show(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:37] + "...")
+def _worded(rule: TextRule | NumberRule) -> WrapValidator:
+    """For models: a refusal worded by the rule, as the fast path words its rejects."""
+
+    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError("input_rule", "{reason}", {"reason": field_reason(rule, value)}) from None
+
+    return WrapValidator(check)
 
 
-DeviceId = Annotated[str, Field(min_length=1, max_length=MAX_DEVICE_ID, description="radio ISSI, handset id...")]
-Lat = Annotated[float, Strict(), Field(ge=-90, le=90, allow_inf_nan=False, description="WGS84 degrees")]
-Lon = Annotated[float, Strict(), Field(ge=-180, le=180, allow_inf_nan=False, description="WGS84 degrees")]
-Accuracy = Annotated[
-    float, Strict(), Field(ge=0, allow_inf_nan=False, description="horizontal accuracy radius, metres")
+# The fast path's field types: constraints only, checked in Rust (no Python call per value).
+_DeviceId = Annotated[str, DEVICE_ID.field()]
+_Lat = Annotated[float, LAT.field()]
+_Lon = Annotated[float, LON.field()]
+_Accuracy = Annotated[float, ACCURACY.field()]
+_Text = Annotated[str, TEXT.field()]
+_Speed = Annotated[float, SPEED.field()]
+_Heading = Annotated[float, HEADING.field()]
+_FenceId = Annotated[str, FENCE_REF.field()]
+
+# The models' field types (the Ping model, the calibration bodies): the same, with the rules' words.
+Timestamp = Annotated[
+    float,
+    _Timestamp,
+    WrapValidator(_explain_ts),
+    _TS_JSON_SCHEMA,
+    Field(description="when the fix was taken; validated value: epoch seconds UTC"),
 ]
-Text = Annotated[str, Field(max_length=MAX_TEXT)]
-Speed = Annotated[float, Strict(), Field(allow_inf_nan=False, description="metres per second")]
-Heading = Annotated[float, Strict(), Field(ge=0, lt=360, allow_inf_nan=False, description="degrees from north")]
+DeviceId = Annotated[_DeviceId, _worded(DEVICE_ID), Field(description="radio ISSI, handset id...")]
+Lat = Annotated[_Lat, _worded(LAT), Field(description="WGS84 degrees")]
+Lon = Annotated[_Lon, _worded(LON), Field(description="WGS84 degrees")]
+Accuracy = Annotated[_Accuracy, _worded(ACCURACY), Field(description="horizontal accuracy radius, metres")]
+Text = Annotated[_Text, _worded(TEXT)]
+Speed = Annotated[_Speed, _worded(SPEED), Field(description="metres per second")]
+Heading = Annotated[_Heading, _worded(HEADING), Field(description="degrees from north")]
 FenceId = Annotated[
-    str, Field(max_length=MAX_FENCE_ID, description="hot spot the officer reports patrolling; must exist")
+    _FenceId, _worded(FENCE_REF), Field(description="hot spot the officer reports patrolling; must exist")
 ]
 
 
@@ -195,9 +199,7 @@ class Ping(BaseModel):
     )
 
     device_id: DeviceId
-    ts: Annotated[float, _Timestamp, WrapValidator(_explain_ts), _TS_JSON_SCHEMA] = Field(
-        description="when the fix was taken; validated value: epoch seconds UTC"
-    )
+    ts: Timestamp
     lat: Lat
     lon: Lon
     accuracy_m: Accuracy | None = None
@@ -213,18 +215,18 @@ class Ping(BaseModel):
 class _PingRow(TypedDict):
     """The fast path's twin of Ping (same rules; ts left as datetime | float for bulk conversion)."""
 
-    device_id: DeviceId
+    device_id: _DeviceId
     ts: Annotated[Any, _Timestamp]
-    lat: Lat
-    lon: Lon
-    accuracy_m: NotRequired[Accuracy | None]
-    officer_id: NotRequired[Text | None]
-    callsign: NotRequired[Text | None]
-    status: NotRequired[Text | None]
-    source: NotRequired[Text | None]
-    speed_mps: NotRequired[Speed | None]
-    heading_deg: NotRequired[Heading | None]
-    fence_id: NotRequired[FenceId | None]
+    lat: _Lat
+    lon: _Lon
+    accuracy_m: NotRequired[_Accuracy | None]
+    officer_id: NotRequired[_Text | None]
+    callsign: NotRequired[_Text | None]
+    status: NotRequired[_Text | None]
+    source: NotRequired[_Text | None]
+    speed_mps: NotRequired[_Speed | None]
+    heading_deg: NotRequired[_Heading | None]
+    fence_id: NotRequired[_FenceId | None]
 
 
 class _Unparsed(RootModel[Any]):
@@ -232,7 +234,6 @@ class _Unparsed(RootModel[Any]):
 
 
 _Element = Annotated[_PingRow | _Unparsed, Field(union_mode="left_to_right")]
-_ROW = TypeAdapter(_PingRow)
 _ELEMENT = TypeAdapter(_Element)
 _ELEMENTS = TypeAdapter(list[_Element])
 _POP_DEVICE = methodcaller("pop", "device_id")
@@ -325,7 +326,7 @@ def _parse_values(
         return batch, sorted(rejects + more, key=lambda r: r.index)
 
     def explain(k: int) -> tuple[str | None, str]:
-        return _explain(lambda: _ROW.validate_json(messages[k]))
+        return _explain(from_json(messages[k]))
 
     return _collect(elements, positions, explain)
 
@@ -355,7 +356,7 @@ def parse_http_body(body: bytes, content_type: str) -> ParsedPings:
             value = from_json(body)
         except ValueError as e:
             raise BodyError(f"malformed JSON: {e}") from None
-        kind_of = _JSON_TYPES.get(type(value), "a number")
+        kind_of = json_kind(value)
         raise BodyError(f"body must be a JSON array of pings or one ping object, not {kind_of}")
     try:
         elements = _ELEMENTS.validate_json(body) if start == b"[" else [_ELEMENT.validate_json(body)]
@@ -363,8 +364,7 @@ def parse_http_body(body: bytes, content_type: str) -> ParsedPings:
         raise BodyError(_malformed(e)) from None
 
     def explain(k: int) -> tuple[str | None, str]:
-        raw = elements[k].root  # type: ignore[union-attr]  # only _Unparsed elements are explained
-        return _explain(lambda: _ROW.validate_python(raw))
+        return _explain(elements[k].root)  # type: ignore[union-attr]  # only _Unparsed elements are explained
 
     batch, rejects = _collect(elements, None, explain)
     return ParsedPings(batch, rejects)
@@ -412,27 +412,13 @@ def _collect(
     return _to_batch(rows), rejects
 
 
-def _explain(validate: Callable[[], object]) -> tuple[str | None, str]:
-    """Run a validation expected to fail and phrase its errors: (first field, reason)."""
-    try:
-        validate()
-    except ValidationError as e:
-        return _phrase(e.errors(include_url=False))
-    return None, "invalid ping"  # unreachable while JSON and Python modes agree; never silent
-
-
-def _phrase(errors: list[Any]) -> tuple[str | None, str]:
-    parts: list[tuple[str | None, str]] = []
-    for error in errors:
-        loc = error["loc"]
-        if not loc:
-            kind = _JSON_TYPES.get(type(error["input"]), "a number")
-            return None, f"a ping must be a JSON object, not {kind}"
-        name = str(loc[0])
-        message = _ts_reason(error["input"]) if error["type"] == "timestamp" else error["msg"]
-        parts.append((name, message))
-    first = parts[0][0]
-    return first, "; ".join([parts[0][1]] + [f"{name}: {message}" for name, message in parts[1:]])
+def _explain(raw: Any) -> tuple[str | None, str]:
+    """A refused element's first bad field and the reasons (further fields as ``; field: reason``)."""
+    faults = ping_faults(raw)
+    if not faults:  # unreachable while the constraints and ingest.rules agree; never silent
+        return None, "invalid ping"
+    first = faults[0][0]
+    return first, "; ".join([faults[0][1]] + [f"{name}: {reason}" for name, reason in faults[1:]])
 
 
 def _empty_batch() -> PingBatch:

@@ -148,7 +148,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with contextlib.nullcontext(sys.stdout) if args.out is None else args.out.open("w", encoding="utf-8") as out:
+        with contextlib.nullcontext(sys.stdout.buffer) if args.out is None else args.out.open("wb") as out:
             summary = replay(
                 args.fences, args.pings, settings.engine, out, _report, args.dwell_out, args.devices_out,
                 partitions=args.partitions,

@@ -1,18 +1,19 @@
 """`hotspots replay`: a CSV of pings and a GeoJSON of fences in, events and dwell out.
 
 The file is fed to the same Engine as the live pipeline, in file order, one chunk at a
-time, so memory holds one chunk plus the per-device state however long the file is.
+time, so memory holds one chunk plus the per-device state however long the file is. Replay
+equals live: rows are checked by the same input rules (ingest.rules), a ping naming an unknown
+fence_id is refused as the matcher refuses it, and events are the same bytes (Event.to_json).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO
 
 import numpy as np
 from aiokafka.partitioner import murmur2
@@ -24,6 +25,7 @@ from geofence.params import EngineParams
 from geofence.pings import IntArray
 from ingest.csv_pings import read_ping_csv
 from ingest.geojson_fences import load_fences
+from ingest.rules import unknown_fence, unknown_fence_rows
 
 Report = Callable[[str], None]
 
@@ -48,16 +50,17 @@ class ReplaySummary:
         )
 
 
-def write_events(events: list[Event], out: TextIO) -> None:
+def write_events(events: list[Event], out: BinaryIO) -> None:
+    """Events as JSON lines, serialised as the live pipeline serialises them (Event.to_json)."""
     if events:
-        out.write("".join(json.dumps(e.to_dict(), separators=(",", ":")) + "\n" for e in events))
+        out.write(b"".join(e.to_json() + b"\n" for e in events))
 
 
 def replay(
     fences_path: Path,
     pings_path: Path,
     params: EngineParams,
-    events_out: TextIO,
+    events_out: BinaryIO,
     report: Report,
     dwell_out: Path | None = None,
     devices_out: Path | None = None,
@@ -83,11 +86,19 @@ def replay(
         bad += len(chunk.errors)
         for error in chunk.errors:
             report(f"{pings_path}:{error.line}: {error.reason}")
-        for engine, rows_of_engine in _split(chunk.batch.device_id, engines, partition_of):
-            batch = chunk.batch if rows_of_engine is None else chunk.batch.take(rows_of_engine)
+        pings, lines = chunk.batch, chunk.lines
+        unknown = unknown_fence_rows(pings.extras.tolist(), index.position) if len(pings.extras) else []
+        if unknown:  # refused as live refuses them (dead-letter there, a bad row here)
+            bad += len(unknown)
+            for i in unknown:
+                report(f"{pings_path}:{lines[i]}: {unknown_fence(pings.extras[i]['fence_id'])}")
+            keep = np.setdiff1d(np.arange(len(pings)), unknown)
+            pings, lines = pings.take(keep), lines[keep]
+        for engine, rows_of_engine in _split(pings.device_id, engines, partition_of):
+            batch = pings if rows_of_engine is None else pings.take(rows_of_engine)
             result = engine.process(batch)
             for i in result.late.tolist():
-                line = chunk.lines[i if rows_of_engine is None else int(rows_of_engine[i])]
+                line = lines[i if rows_of_engine is None else int(rows_of_engine[i])]
                 report(
                     f"{pings_path}:{line}: late: more than {params.max_lateness_s:g} s behind the latest ping "
                     f"of device {batch.device_id[i]!r}, not applied"

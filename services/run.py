@@ -29,6 +29,7 @@ from ingest.geojson_fences import load_fences
 from services.measures.calibration import FixCapture
 from services.metrics import Metrics
 from services.pipeline.broker import EmbeddedBroker, ensure_topics
+from services.pipeline.kafka import KafkaLog
 from services.pipeline.matcher import PROBE_INTERVAL_S, RETRY_MAX_S, Health, Matcher, sleep_or_stop
 from services.settings import Settings
 from services.store import Store, database_url
@@ -98,17 +99,16 @@ async def run_service(
         tasks: list[asyncio.Task[None]] = []
         if settings.role in ("all", "matcher"):
             matcher = Matcher(
-                bootstrap=bootstrap,
+                log=KafkaLog(bootstrap, ensure),
                 group=settings.group_id,
                 topics=(settings.topic_pings, settings.topic_events, settings.topic_dlq),
                 params=settings.engine,
                 store=store,
+                capture=FixCapture(store, retention_s=settings.ping_retention_days * 86_400),
                 metrics=ctx.metrics,
                 wall_clock=settings.wall_clock_watermark,
                 checkpoint_interval_s=settings.checkpoint_interval_s,
-                ensure_topics=ensure,
                 health=ctx.health,
-                capture=FixCapture(store, retention_s=settings.ping_retention_days * 86_400),
             )
             ctx.matcher_running = True
             tasks.append(asyncio.create_task(matcher.run(stop), name="matcher"))
@@ -138,6 +138,7 @@ async def run_service(
         quit_early = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is None]
         quit_early = quit_early if not stop.is_set() else []
         stop.set()
+        ctx.feed.close()  # open event streams end now: the stop need not wait for them
         if server is not None:
             server.should_exit = True
         results = await asyncio.gather(*tasks, return_exceptions=True)

@@ -34,18 +34,21 @@ class Settings(BaseSettings):
     wall_clock_watermark: bool = Field(True, description="let the wall clock report silent devices lost")
     role: Literal["all", "matcher", "api"] = Field("all", description="which parts this process runs")
     group_id: str = Field("hotspots-matcher", description="Kafka consumer group of the matchers")
-    topic_pings: str = "pings"
-    topic_events: str = "geofence-events"
-    topic_dlq: str = "pings-dlq"
+    topic_pings: str = Field("pings", description="Kafka topic the pings come in on")
+    topic_events: str = Field("geofence-events", description="Kafka topic the enter/exit events go out on")
+    topic_dlq: str = Field("pings-dlq", description="Kafka topic of rejected pings, each with its reason")
     partitions: int = Field(4, ge=1, description="partitions of topics the service creates (Tansu auto-creates 4)")
     checkpoint_interval_s: float = Field(1.0, gt=0, description="how often engine state and offsets are saved")
-    max_body_bytes: int = Field(5 * 1024 * 1024, gt=0, description="largest POST /v1/pings body accepted")
+    max_body_bytes: int = Field(5 * 1024 * 1024, gt=0, description="largest POST /v1/pings body accepted, in bytes")
     ping_retention_days: float = Field(31.0, gt=0, description="retention of raw pings in the pings and DLQ topics")
     metrics_public: bool = Field(True, description="serve /metrics without a key (else viewer role)")
     query_refresh_s: float = Field(
         0.25, gt=0, description="how often the API rechecks the store for cached presence and dwell answers "
         "(they reflect every write committed twice this long before the request)",
     )  # fmt: skip
+    max_streams_per_key: int = Field(
+        10, ge=1, description="open event streams one API key may hold per API process (429 beyond)"
+    )
     map_tile_url: str | None = Field(
         None,
         pattern=r"^https?://[^ ]*\{z\}[^ ]*\{x\}[^ ]*\{y\}",

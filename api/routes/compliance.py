@@ -6,10 +6,9 @@ import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
 
-from api.deps import Context
-from api.security import Viewer, audit
+from api.deps import Audit, Context, Viewer
+from api.schemas.compliance import CompliancePublic, ComplianceRowPublic, DuePublic, DueRowPublic
 from api.timeparams import invalid_query, parse_time, time_range
 from services.measures.compliance import compliance_rows, due_list
 
@@ -27,62 +26,17 @@ def _in_calendar(name: str, ts: float) -> float:
     return ts
 
 
-class ComplianceFigures(BaseModel):
-    plan_id: str | None
-    fence_id: str | None
-    team: str | None
-    officer_id: str | None
-    window_start: float | None = Field(description="epoch seconds (UTC) of the window occurrence")
-    window_end: float | None
-    planned_visits: int
-    delivered_visits: int = Field(description="qualifying visits (after merging short exits)")
-    planned_minutes: float = Field(description="planned visits x min_visit_min")
-    delivered_minutes: float = Field(description="minutes of the qualifying visits inside the window")
-    target_pct: float
-    compliance_pct: float | None = Field(description="delivered / planned visits x 100")
-    short_visits: int
-    guideline_visits: int = Field(description="from min_visit_min to target_visit_min")
-    long_visits: int
-    gap_breaches: int = Field(description="gaps without a qualifying visit longer than max_gap_min")
-
-
-class ComplianceAnswer(BaseModel):
-    start: float
-    end: float
-    group_by: str
-    rows: list[ComplianceFigures]
-
-
-class DueFigures(BaseModel):
-    plan_id: str
-    fence_id: str
-    fence_name: str | None
-    team: str | None
-    window_start: float
-    window_end: float
-    planned_visits: int
-    delivered_visits: int
-    planned_minutes: float
-    delivered_minutes: float
-    compliance_pct: float | None
-    shortfall_minutes: float = Field(description="minutes behind the pro-rata plan now")
-
-
-class DueAnswer(BaseModel):
-    as_of: float
-    due: list[DueFigures]
-
-
-@router.get("", response_model=ComplianceAnswer, summary="Planned vs delivered for windows starting in [from, to)")
+@router.get("", response_model=CompliancePublic, summary="Planned vs delivered for windows starting in [from, to)")
 async def compliance(
     ctx: Context,
-    who: Viewer,
+    _: Viewer,
+    audit: Audit,
     start: Annotated[str, Query(alias="from", description="ISO 8601 with offset, or epoch seconds")],
     end: Annotated[str, Query(alias="to", description="ISO 8601 with offset, or epoch seconds")],
     group_by: Annotated[Literal["window", "fence", "team", "officer"], Query()] = "window",
     fence_id: Annotated[str | None, Query()] = None,
     team: Annotated[str | None, Query()] = None,
-) -> ComplianceAnswer:
+) -> CompliancePublic:
     lo, hi = time_range(start, end, required=True)
     assert lo is not None and hi is not None
     _in_calendar("from", lo)
@@ -92,21 +46,20 @@ async def compliance(
     rows = await compliance_rows(ctx.store, ctx.settings, lo, hi, group_by=group_by, fence_id=fence_id, team=team)
     if group_by == "officer":  # officers' time in hot spots is their location history
         officers = sorted({r.officer_id for r in rows if r.officer_id})
-        await audit(ctx, who, "GET /v1/compliance", None, {"from": lo, "to": hi, "group_by": group_by,
-                                                           "officers": officers})  # fmt: skip
-    return ComplianceAnswer(
+        audit.record(None, {"from": lo, "to": hi, "group_by": group_by, "officers": officers})
+    return CompliancePublic(
         start=lo, end=hi, group_by=group_by,
-        rows=[ComplianceFigures.model_validate(r, from_attributes=True) for r in rows],
+        rows=[ComplianceRowPublic.model_validate(r, from_attributes=True) for r in rows],
     )  # fmt: skip
 
 
-@router.get("/due", response_model=DueAnswer, summary="Open windows behind plan, most behind first")
+@router.get("/due", response_model=DuePublic, summary="Open windows behind plan, most behind first")
 async def due(
     ctx: Context,
     _: Viewer,
     at: Annotated[str | None, Query(description="ISO 8601 with offset, or epoch seconds; default now")] = None,
-) -> DueAnswer:
+) -> DuePublic:
     now = parse_time("at", at)
     as_of = _in_calendar("at", time.time() if now is None else now)
     rows = await due_list(ctx.store, ctx.settings, as_of)
-    return DueAnswer(as_of=as_of, due=[DueFigures.model_validate(r, from_attributes=True) for r in rows])
+    return DuePublic(as_of=as_of, due=[DueRowPublic.model_validate(r, from_attributes=True) for r in rows])

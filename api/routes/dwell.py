@@ -13,20 +13,20 @@ from fastapi import APIRouter, Query, Request, Response
 
 from api.compressed import json_response
 from api.context import CachedAnswer
-from api.deps import Context
-from api.schemas import DwellAnswer
-from api.security import Viewer, audit
+from api.deps import Audit, Context, Viewer
+from api.schemas.dwell import DwellPublic
 from api.timeparams import time_range
 from services.query.cache import JsonBody
 
 router = APIRouter(prefix="/v1", tags=["dwell"])
 
 
-@router.get("/dwell", response_model=DwellAnswer, summary="Visits and dwell seconds in [from, to)")
+@router.get("/dwell", response_model=DwellPublic, summary="Visits and dwell seconds in [from, to)")
 async def dwell(
     request: Request,
     ctx: Context,
-    who: Viewer,
+    _: Viewer,
+    audit: Audit,
     start: Annotated[str, Query(alias="from", description="ISO 8601 with offset, or epoch seconds")],
     end: Annotated[str, Query(alias="to", description="ISO 8601 with offset, or epoch seconds")],
     fence_id: Annotated[str | None, Query()] = None,
@@ -38,11 +38,10 @@ async def dwell(
 
     async def compute() -> CachedAnswer:
         rows = await ctx.store.dwell(lo, hi, fence_id=fence_id, device_id=device_id, group_by=group_by)
-        body = orjson.dumps({"start": lo, "end": hi, "group_by": group_by, "rows": rows})  # DwellFigures' fields
+        body = orjson.dumps({"start": lo, "end": hi, "group_by": group_by, "rows": rows})  # DwellRowPublic's fields
         return CachedAnswer(JsonBody.of(body), sorted({r.device_id for r in rows if r.device_id}))
 
     answer = await ctx.answers.get(("dwell", lo, hi, fence_id, device_id, group_by), compute)
     if group_by == "device" or device_id is not None:  # officers' time is their location history
-        await audit(ctx, who, "GET /v1/dwell", device_id, {"from": lo, "to": hi, "group_by": group_by,
-                                                           "devices": answer.devices})  # fmt: skip
+        audit.record(device_id, {"from": lo, "to": hi, "group_by": group_by, "devices": answer.devices})
     return json_response(request, answer.body)

@@ -7,12 +7,11 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, HTTPException, Request, status
 
-from api.deps import Context
-from api.routes.pings import read_body
-from api.schemas import FenceChange
-from api.security import Admin, Viewer, audit
-from geofence.fences import Fence, FenceError, fence_from_feature, fences_from_geojson
-from services.store.plans import list_plans
+from api.bodies import read_body
+from api.deps import Admin, Audit, Context, Viewer
+from api.schemas.fences import FenceChangePublic
+from geofence.fences import Fence, FenceError
+from ingest.geojson_fences import fence_from_feature, fences_from_geojson
 
 router = APIRouter(prefix="/v1/fences", tags=["fences"])
 
@@ -54,21 +53,23 @@ async def get_fence(fence_id: str, ctx: Context, _: Viewer) -> dict[str, Any]:
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=FenceChange,
+    "", status_code=status.HTTP_201_CREATED, response_model=FenceChangePublic,
     summary="Create or replace fences: a Feature, or a FeatureCollection for bulk upsert",
 )  # fmt: skip
-async def upsert_fences(request: Request, ctx: Context, who: Admin) -> FenceChange:
+async def upsert_fences(request: Request, ctx: Context, _: Admin, audit: Audit) -> FenceChangePublic:
     try:
         fences = fences_from_geojson(await _geojson_body(request))
     except FenceError as exc:
         raise _unprocessable(str(exc)) from None
     version = await ctx.store.upsert_fences(fences)
-    await audit(ctx, who, "POST /v1/fences", None, {"fences": [f.id for f in fences], "version": version})
-    return FenceChange(version=version, fences=[f.id for f in fences], warnings=[w for f in fences for w in f.warnings])
+    audit.record(None, {"fences": [f.id for f in fences], "version": version})
+    return FenceChangePublic(
+        version=version, fences=[f.id for f in fences], warnings=[w for f in fences for w in f.warnings]
+    )
 
 
-@router.put("/{fence_id}", response_model=FenceChange, summary="Create or replace one fence")
-async def put_fence(fence_id: str, request: Request, ctx: Context, who: Admin) -> FenceChange:
+@router.put("/{fence_id}", response_model=FenceChangePublic, summary="Create or replace one fence")
+async def put_fence(fence_id: str, request: Request, ctx: Context, _: Admin, audit: Audit) -> FenceChangePublic:
     doc = await _geojson_body(request)
     if isinstance(doc, dict):
         given = (doc.get("properties") or {}).get("id", doc.get("id"))
@@ -80,18 +81,15 @@ async def put_fence(fence_id: str, request: Request, ctx: Context, who: Admin) -
     except FenceError as exc:
         raise _unprocessable(str(exc)) from None
     version = await ctx.store.upsert_fences([fence])
-    await audit(ctx, who, "PUT /v1/fences/{id}", fence_id, {"version": version})
-    return FenceChange(version=version, fences=[fence_id], warnings=fence.warnings)
+    audit.record(fence_id, {"version": version})
+    return FenceChangePublic(version=version, fences=[fence_id], warnings=fence.warnings)
 
 
-@router.delete("/{fence_id}", response_model=FenceChange, summary="Delete a fence; its open visits end")
-async def delete_fence(fence_id: str, ctx: Context, who: Admin) -> FenceChange:
-    planned = [p.plan_id for p in await list_plans(ctx.store, fence_id=fence_id)]
-    if planned:  # a plan's dosage would silently stop being deliverable: make the admin decide
-        detail = f"fence {fence_id!r} is in patrol plan(s) {', '.join(planned)}: delete or change them first"
-        raise HTTPException(status.HTTP_409_CONFLICT, detail)
-    version = await ctx.store.delete_fence(fence_id)
+@router.delete("/{fence_id}", response_model=FenceChangePublic, summary="Delete a fence; its open visits end",
+               responses={409: {"description": "a patrol plan names the fence"}})  # fmt: skip
+async def delete_fence(fence_id: str, ctx: Context, _: Admin, audit: Audit) -> FenceChangePublic:
+    version = await ctx.store.delete_fence(fence_id)  # Conflict (409) while a patrol plan names it
     if version is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no fence {fence_id!r}")
-    await audit(ctx, who, "DELETE /v1/fences/{id}", fence_id, {"version": version})
-    return FenceChange(version=version, fences=[fence_id], warnings=[])
+    audit.record(fence_id, {"version": version})
+    return FenceChangePublic(version=version, fences=[fence_id], warnings=[])

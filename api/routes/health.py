@@ -6,8 +6,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import Context
-from api.security import authenticate
+from api.deps import Context, authenticate
 from services.access.roles import Role
 
 router = APIRouter(tags=["health"])

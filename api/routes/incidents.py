@@ -6,74 +6,24 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from pydantic import BaseModel, Field
 
-from api.context import ServiceContext
-from api.deps import Context
-from api.routes.pings import read_body
-from api.security import Admin, Viewer, audit
+from api.bodies import read_body
+from api.deps import Admin, Audit, Context, Viewer
+from api.schemas.incidents import (
+    CapacityPublic,
+    FenceOutcomePublic,
+    IncidentImportPublic,
+    OutcomePeriodPublic,
+    OutcomesPublic,
+)
 from api.timeparams import invalid_query, parse_time, time_range
 from geofence.ranking import DEFAULT_CELL_M, capacity
 from ingest.incidents_csv import CsvError, ParsedIncidents, parse_incident_csv, parse_incident_records
-from services.measures.incidents import Period, before_during, outcome_periods, rank_incidents, store_incidents
-from services.store import DwellRow
+from services.measures.incidents import Dosed, FenceOutcome, outcomes, rank_incidents, store_incidents
 
 router = APIRouter(prefix="/v1", tags=["outcomes"])
 
 Source = Literal["crime", "call", "injury"]
-
-
-class ImportAnswer(BaseModel):
-    rows: int = Field(description="rows (CSV) or objects (JSON) in the body")
-    imported: int = Field(description="incidents written, one per (source, id)")
-    new: int
-    replaced: int = Field(description="incidents already stored under the same (source, id), now replaced")
-    repeated: int = Field(description="rows whose (source, id) came again later in the body (the last kept)")
-
-
-class PeriodFigures(BaseModel):
-    start: float
-    end: float
-    weeks: float
-    incidents: int
-    per_week: float
-    categories: dict[str, int]
-    partial: int = Field(description="month-only incidents whose month crosses an edge of the period: not counted")
-    visits: int = Field(description="dosage: visits entered in the period")
-    dwell_s: float = Field(description="dosage: officer time inside the hot spot in the period")
-
-
-class FenceOutcome(BaseModel):
-    fence_id: str
-    name: str | None
-    period: PeriodFigures = Field(description="the whole range [from, to)")
-    before: PeriodFigures | None = Field(default=None, description="[from, programme_start), with programme_start")
-    during: PeriodFigures | None = Field(default=None, description="[programme_start, to), with programme_start")
-    change_per_week: float | None = Field(default=None, description="incidents per week during minus before")
-    change_pct: float | None = Field(default=None, description="change_per_week in % of before; null if none before")
-
-
-class OutcomesAnswer(BaseModel):
-    start: float
-    end: float
-    programme_start: float | None
-    fences: list[FenceOutcome]
-
-
-class CapacityAnswer(BaseModel):
-    officers: int
-    shift_h: float
-    visits_per_shift: int
-    visit_min: float
-    travel_min: float
-    planned: int | None
-    minutes_per_visit: float = Field(description="visit plus the travel to reach it")
-    visits_per_officer: int = Field(description="whole visits one officer fits in a shift")
-    total_visits: int
-    hotspots_resourced: int = Field(description="hot spots that can get every planned visit")
-    dosage_min_per_hotspot: float
-    shortfall: int | None = Field(description="planned hot spots left without their dosage")
-    officers_needed: int | None = Field(description="officers for every planned hot spot")
 
 
 #: The body as the route reads it itself: incident objects (fields as the CSV columns), or CSV text.
@@ -93,7 +43,7 @@ def _bad_rows(parsed: ParsedIncidents) -> HTTPException:
 
 
 @router.post(
-    "/incidents", status_code=status.HTTP_201_CREATED, response_model=ImportAnswer,
+    "/incidents", status_code=status.HTTP_201_CREATED, response_model=IncidentImportPublic,
     summary="Import incidents: a JSON array of objects, or CSV (Content-Type: text/csv)",
     responses={413: {"description": "body too large"}, 422: {"description": "bad rows, each named; nothing stored"}},
     openapi_extra={"requestBody": _BODY},
@@ -101,9 +51,10 @@ def _bad_rows(parsed: ParsedIncidents) -> HTTPException:
 async def post_incidents(
     request: Request,
     ctx: Context,
-    who: Admin,
+    _: Admin,
+    audit: Audit,
     source: Annotated[Source, Query(description="for rows that name none")] = "crime",
-) -> ImportAnswer:
+) -> IncidentImportPublic:
     """All or nothing: one bad row refuses the upload (the answer names every bad row and field);
     the upload is idempotent by (source, id), so the corrected body can simply be sent again."""
     body = await read_body(request, ctx.settings.max_body_bytes)
@@ -123,36 +74,40 @@ async def post_incidents(
     if not parsed.incidents:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the body holds no incidents")
     result = await store_incidents(ctx.store, parsed.incidents)
-    await audit(ctx, who, "POST /v1/incidents", None, {"incidents": len(parsed.incidents), "new": result.new})
-    return ImportAnswer(rows=parsed.rows, imported=len(parsed.incidents), new=result.new, replaced=result.replaced,
-                        repeated=parsed.repeated)  # fmt: skip
+    audit.record(None, {"incidents": len(parsed.incidents), "new": result.new})
+    return IncidentImportPublic(
+        rows=parsed.rows, imported=len(parsed.incidents), new=result.new, replaced=result.replaced,
+        repeated=parsed.repeated,
+    )  # fmt: skip
 
 
-async def _figures(ctx: ServiceContext, periods: dict[str, Period]) -> dict[str, PeriodFigures]:
-    """Incident figures of each fence beside its dosage over the same period (one period for all)."""
-    some = next(iter(periods.values()), None)
-    dosage: dict[str, DwellRow] = {}
-    if some is not None:
-        dosage = {r.fence_id or "": r for r in await ctx.store.dwell(some.start, some.end, group_by="fence")}
-    out = {}
-    for fid, p in periods.items():
-        d = dosage.get(fid)
-        out[fid] = PeriodFigures(
-            start=p.start, end=p.end, weeks=p.weeks, incidents=p.count, per_week=p.per_week,
-            categories=p.categories, partial=p.partial, visits=d.visits if d else 0, dwell_s=d.dwell_s if d else 0.0,
-        )  # fmt: skip
-    return out
+def _period(d: Dosed) -> OutcomePeriodPublic:
+    p = d.period
+    return OutcomePeriodPublic(
+        start=p.start, end=p.end, weeks=p.weeks, incidents=p.count, per_week=p.per_week, categories=p.categories,
+        partial=p.partial, visits=d.visits, dwell_s=d.dwell_s,
+    )  # fmt: skip
 
 
-@router.get("/outcomes", response_model=OutcomesAnswer, summary="Incidents per hot spot beside dosage")
-async def outcomes(
+def _outcome(o: FenceOutcome) -> FenceOutcomePublic:
+    return FenceOutcomePublic(
+        fence_id=o.fence_id, name=o.name, period=_period(o.whole),
+        before=None if o.before is None else _period(o.before),
+        during=None if o.during is None else _period(o.during),
+        change_per_week=None if o.change is None else o.change.change_per_week,
+        change_pct=None if o.change is None else o.change.change_pct,
+    )  # fmt: skip
+
+
+@router.get("/outcomes", response_model=OutcomesPublic, summary="Incidents per hot spot beside dosage")
+async def get_outcomes(
     ctx: Context,
     _: Viewer,
     start: Annotated[str, Query(alias="from", description="ISO 8601 with offset, or epoch seconds")],
     end: Annotated[str, Query(alias="to", description="ISO 8601 with offset, or epoch seconds")],
     programme_start: Annotated[str | None, Query(description="compare [from, this) with [this, to)")] = None,
     fence_id: Annotated[list[str] | None, Query(description="only these hot spots (repeat)")] = None,
-) -> OutcomesAnswer:
+) -> OutcomesPublic:
     """An incident counts in a period when it is inside the fence's effective area and its time in
     the period; a month-only incident only when its whole month is (else it is `partial`)."""
     lo, hi = time_range(start, end, required=True)
@@ -160,21 +115,8 @@ async def outcomes(
     pivot = parse_time("programme_start", programme_start)
     if pivot is not None and not lo < pivot < hi:
         raise invalid_query("programme_start", "must lie between from and to")
-    fences, whole = await outcome_periods(ctx.store, lo, hi, fence_id)
-    if fence_id is not None:
-        unknown = sorted(set(fence_id) - {f.id for f in fences})
-        if unknown:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no fence {', '.join(map(repr, unknown))}")
-    period = await _figures(ctx, whole)
-    rows = [FenceOutcome(fence_id=f.id, name=f.name, period=period[f.id]) for f in fences]
-    if pivot is not None:
-        changes = await before_during(ctx.store, pivot, hi, start=lo, fence_ids=[f.id for f in fences])
-        before = await _figures(ctx, {c.fence_id: c.before for c in changes})
-        during = await _figures(ctx, {c.fence_id: c.during for c in changes})
-        for row, c in zip(rows, changes, strict=True):
-            row.before, row.during = before[c.fence_id], during[c.fence_id]
-            row.change_per_week, row.change_pct = c.change_per_week, c.change_pct
-    return OutcomesAnswer(start=lo, end=hi, programme_start=pivot, fences=rows)
+    found = await outcomes(ctx.store, lo, hi, programme_start=pivot, fence_ids=fence_id)
+    return OutcomesPublic(start=lo, end=hi, programme_start=pivot, fences=[_outcome(o) for o in found])
 
 
 def _weights(given: list[str] | None) -> dict[str, float] | None:
@@ -214,7 +156,7 @@ async def candidates(
     return ranking.feature_collection(buffer_m)
 
 
-@router.get("/hotspots/capacity", response_model=CapacityAnswer, summary="How many hot spots the officers can dose")
+@router.get("/hotspots/capacity", response_model=CapacityPublic, summary="How many hot spots the officers can dose")
 async def hotspot_capacity(
     _: Viewer,
     officers: Annotated[int, Query(ge=0, le=100_000, description="officers on the shift for hot-spot patrol")],
@@ -223,6 +165,6 @@ async def hotspot_capacity(
     visit_min: Annotated[float, Query(ge=1, le=1440, description="minutes of each visit (10-15 guidance)")],
     travel_min: Annotated[float, Query(ge=0, le=1440, description="minutes travelling between visits")] = 0.0,
     planned: Annotated[int | None, Query(ge=0, le=1_000_000, description="hot spots in the plan")] = None,
-) -> CapacityAnswer:
+) -> CapacityPublic:
     c = capacity(officers, shift_h, visits_per_shift, visit_min, travel_min, planned)
-    return CapacityAnswer.model_validate(c, from_attributes=True)
+    return CapacityPublic.model_validate(c, from_attributes=True)

@@ -15,17 +15,22 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from geofence.calibration import UNKNOWN_SOURCE, Fixes
-from geofence.pings import PingBatch
-from services.store import Store, metadata
+from geofence.calibration import UNKNOWN_SOURCE, Calibration, ErrorSummary, Fixes, calibrate, offsets_m, summarise_by
+from geofence.fences import Fence, make_fence
+from geofence.pings import FloatArray, PingBatch
+from services.errors import Invalid, NotFound
+from services.settings import Settings
+from services.store import Store
+from services.store.tables import calibration_checks, calibration_fixes
 
 log = logging.getLogger(__name__)
 
@@ -34,39 +39,6 @@ log = logging.getLogger(__name__)
 CHECK_POLL_S = 2.0
 #: How often the matcher deletes fixes past the retention: an indexed delete, rarely needed.
 PURGE_INTERVAL_S = 3600.0
-
-#: A verification check: the device was at the true position (lat, lon) in [start_ts, end_ts).
-calibration_checks = sa.Table(
-    "calibration_checks",
-    metadata,
-    sa.Column("check_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("device_id", sa.Text, nullable=False),
-    sa.Column("lat", sa.Float, nullable=False),
-    sa.Column("lon", sa.Float, nullable=False),
-    sa.Column("start_ts", sa.Float, nullable=False),
-    sa.Column("end_ts", sa.Float, nullable=False),
-    sa.Column("note", sa.Text, nullable=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("created_by", sa.Text, nullable=False),  # API key id
-    sa.Index("calibration_checks_device_start", "device_id", "start_ts"),
-    sa.Index("calibration_checks_end", "end_ts"),
-)
-
-#: The device's fixes in a check's window: captured from the stream or supplied with the check.
-calibration_fixes = sa.Table(
-    "calibration_fixes",
-    metadata,
-    sa.Column("check_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=False),
-    sa.Column("ts", sa.Float, primary_key=True),
-    sa.Column("lat", sa.Float, nullable=False),
-    sa.Column("lon", sa.Float, nullable=False),
-    sa.Column("accuracy_m", sa.Float, nullable=True),
-    sa.Column("source", sa.Text, nullable=True),
-    sa.ForeignKeyConstraint(
-        ["check_id"], ["calibration_checks.check_id"], name="calibration_fixes_check_fk", ondelete="CASCADE"
-    ),
-    sa.Index("calibration_fixes_ts", "ts"),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,15 +97,21 @@ async def list_checks(
 ) -> list[Check]:
     """Checks whose window overlaps [since, until), of one device or all, by window start."""
     c = calibration_checks.c
-    query = sa.select(calibration_checks).order_by(c.start_ts, c.check_id)
+    query = _overlapping(sa.select(calibration_checks).order_by(c.start_ts, c.check_id), since, until)
     if device_id is not None:
         query = query.where(c.device_id == device_id)
+    async with store.read() as conn:
+        return [Check(*r) for r in (await conn.execute(query)).all()]
+
+
+def _overlapping(query: sa.Select[Any], since: float | None, until: float | None) -> sa.Select[Any]:
+    """The query kept to checks whose window overlaps [since, until) (either bound optional)."""
+    c = calibration_checks.c
     if since is not None:
         query = query.where(c.end_ts > since)
     if until is not None:
         query = query.where(c.start_ts < until)
-    async with store.read() as conn:
-        return [Check(*r) for r in (await conn.execute(query)).all()]
+    return query
 
 
 async def get_check(store: Store, check_id: int) -> Check | None:
@@ -151,16 +129,19 @@ async def load_fixes(
     source: str | None = None,
     since: float | None = None,
     until: float | None = None,
+    windows: tuple[float | None, float | None] = (None, None),
 ) -> Fixes:
     """Fixes with their check's device and true position, by check and time; filters optional.
 
-    source UNKNOWN_SOURCE selects the fixes that carry none; since/until bound the fix ts.
+    source UNKNOWN_SOURCE selects the fixes that carry none; since/until bound the fix ts;
+    windows keeps the fixes of the checks whose window overlaps that range (as `list_checks`).
     """
     f, c = calibration_fixes.c, calibration_checks.c
-    query = (
+    query = _overlapping(
         sa.select(f.check_id, c.device_id, c.lat, c.lon, f.ts, f.lat, f.lon, f.accuracy_m, f.source)
         .select_from(calibration_fixes.join(calibration_checks, f.check_id == c.check_id))
-        .order_by(f.check_id, f.ts)
+        .order_by(f.check_id, f.ts),
+        *windows,
     )
     for column, value in ((f.check_id, check_id), (c.device_id, device_id)):
         if value is not None:
@@ -278,3 +259,173 @@ class FixCapture:
     async def save(self, rows: Sequence[FixRow]) -> None:
         """Write captured fixes (before the checkpoint past them: a replay rewrites the same keys)."""
         await save_fixes(self.store, rows)
+
+
+# -- the calibration workflow: checks registered and read, buffers applied ---------------------------
+
+#: A check is minutes at a known spot, not a tracking warrant: longer windows are refused.
+MAX_WINDOW_S = 24 * 3600.0
+#: Largest buffer an admin may apply: beyond this a "hot spot" is a district.
+MAX_BUFFER_M = 1000.0
+
+
+class SuppliedFix(NamedTuple):
+    """A fix from an exported track of the check's device (a check done after the fact)."""
+
+    ts: float
+    lat: float
+    lon: float
+    accuracy_m: float | None
+    source: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckError:
+    """A check and the error of its fixes."""
+
+    check: Check
+    result: ErrorSummary
+
+
+@dataclass(frozen=True, slots=True)
+class CheckFixes:
+    """A check, the error of its fixes (overall, per source) and the fixes with their offsets in metres."""
+
+    check: Check
+    calibration: Calibration
+    fixes: Fixes
+    east_m: FloatArray
+    north_m: FloatArray
+
+
+@dataclass(frozen=True, slots=True)
+class BufferChange:
+    """Fences given a new buffer: the fence-set version after it, and each fence's buffer before it."""
+
+    version: int
+    buffer_m: float
+    based_on: ErrorSummary | None  # the fixes a recommended buffer came from
+    old_buffer_m: dict[str, float]  # fence id -> buffer before, in the order asked
+    warnings: list[str]
+
+
+def _rules(settings: Settings) -> dict[str, float]:
+    return {"max_accuracy_m": settings.max_accuracy_m, "step_m": settings.calibration_step_m}
+
+
+async def register_check(
+    store: Store,
+    settings: Settings,
+    *,
+    device_id: str,
+    lat: float,
+    lon: float,
+    start_ts: float,
+    end_ts: float,
+    note: str | None,
+    created_by: str,
+    fixes: Sequence[SuppliedFix] = (),
+) -> CheckError:
+    """Register a check after checking its window and supplied fixes; Invalid names the field at fault."""
+    if end_ts <= start_ts:
+        raise Invalid("must be after start", "end")
+    if end_ts - start_ts > MAX_WINDOW_S:
+        raise Invalid(f"window longer than {MAX_WINDOW_S / 3600:g} h: a check is minutes at a known spot", "end")
+    horizon = time.time() - settings.ping_retention_days * 86_400.0  # older fixes are past the ping retention
+    for i, fix in enumerate(fixes):
+        if not start_ts <= fix.ts < end_ts:
+            raise Invalid("outside the check's window [start, end)", "fixes", i, "ts")
+        if fix.ts < horizon:
+            raise Invalid("older than the ping retention: raw fixes are not kept that long", "fixes", i, "ts")
+    if len({f.ts for f in fixes}) < len(fixes):
+        raise Invalid("two fixes with the same ts (a device reports one fix per instant)", "fixes")
+    check = await create_check(
+        store, device_id=device_id, lat=lat, lon=lon, start_ts=start_ts, end_ts=end_ts, note=note,
+        created_by=created_by, fixes=fixes,
+    )  # fmt: skip
+    result = calibrate(await load_fixes(store, check_id=check.check_id), **_rules(settings)).overall
+    return CheckError(check, result)
+
+
+async def checks_with_error(
+    store: Store, settings: Settings, *, device_id: str | None, since: float | None, until: float | None
+) -> list[CheckError]:
+    """Checks whose window overlaps [since, until), each with the error of its fixes (only theirs are read)."""
+    checks = await list_checks(store, device_id=device_id, since=since, until=until)
+    fixes = await load_fixes(store, device_id=device_id, windows=(since, until))
+    east, north = offsets_m(fixes.lat, fixes.lon, fixes.true_lat, fixes.true_lon)
+    by_check: Mapping[str, ErrorSummary] = summarise_by(
+        fixes.check_id.astype(object), east, north, fixes.accuracy_m, **_rules(settings)
+    )
+    empty = ErrorSummary(fixes=0, uncertain=0)
+    return [CheckError(c, by_check.get(str(c.check_id), empty)) for c in checks]
+
+
+async def check_with_fixes(store: Store, settings: Settings, check_id: int) -> CheckFixes:
+    """One check, its error and its fixes; NotFound when there is no such check."""
+    check = await get_check(store, check_id)
+    if check is None:
+        raise NotFound(f"no calibration check {check_id}")
+    fixes = await load_fixes(store, check_id=check_id)
+    east, north = offsets_m(fixes.lat, fixes.lon, fixes.true_lat, fixes.true_lon)
+    return CheckFixes(check, calibrate(fixes, **_rules(settings)), fixes, east, north)
+
+
+async def fixes_error(
+    store: Store,
+    settings: Settings,
+    *,
+    device_id: str | None,
+    source: str | None,
+    since: float | None,
+    until: float | None,
+) -> Calibration:
+    """The error of the fixes held (fix time in [since, until)), overall, per device and per source."""
+    fixes = await load_fixes(store, device_id=device_id, source=source, since=since, until=until)
+    return calibrate(fixes, **_rules(settings))
+
+
+async def apply_buffer(
+    store: Store,
+    settings: Settings,
+    *,
+    fence_ids: Sequence[str],
+    quantile: int | None,
+    buffer_m: float | None,
+    device_id: str | None = None,
+    source: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+) -> BufferChange:
+    """Set the buffer of fences: `buffer_m`, or the one recommended for `quantile` (80 or 95) of the
+    fixes held (all, or those of a device, a source, a fix-time range). Invalid names the field."""
+    if (quantile is None) == (buffer_m is None):
+        raise Invalid("give either quantile (80 or 95) or buffer_m, not both or neither", "quantile")
+    fences, _ = await store.load_fences()
+    by_id = {f.id: f for f in fences}
+    unknown = sorted(set(fence_ids) - set(by_id))
+    if unknown:
+        raise Invalid(f"unknown fence(s) {unknown}", "fence_ids")
+    based_on: ErrorSummary | None = None
+    if buffer_m is None:
+        if since is not None and until is not None and until <= since:
+            raise Invalid("must be after from", "to")
+        based_on = (await fixes_error(store, settings, device_id=device_id, source=source, since=since,
+                                      until=until)).overall  # fmt: skip
+        buffer_m = based_on.buffer_80_m if quantile == 80 else based_on.buffer_95_m
+        if buffer_m is None:
+            raise Invalid("no calibration fixes match: nothing to recommend a buffer from", "quantile")
+        if buffer_m > MAX_BUFFER_M:
+            raise Invalid(f"the recommended buffer {buffer_m:g} m exceeds {MAX_BUFFER_M:g} m", "quantile")
+    ids = list(dict.fromkeys(fence_ids))
+    changed = [_rebuffered(by_id[i], buffer_m) for i in ids]
+    version = await store.upsert_fences(changed)
+    return BufferChange(
+        version, buffer_m, based_on, {i: by_id[i].buffer_m for i in ids}, [w for f in changed for w in f.warnings]
+    )
+
+
+def _rebuffered(fence: Fence, buffer_m: float) -> Fence:
+    """The fence grown by another buffer; its GeoJSON as the store holds it (JSON arrays, not tuples)."""
+    geometry = orjson.loads(orjson.dumps(fence.to_feature()["geometry"]))
+    return make_fence(fence.id, geometry, name=fence.name, buffer_m=buffer_m)

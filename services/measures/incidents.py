@@ -25,30 +25,15 @@ from geofence.fences import Fence
 from geofence.index import FenceIndex
 from geofence.pings import FloatArray, ObjArray
 from geofence.ranking import RankBy, Ranking, rank_cells
-from ingest.csv_pings import py_timestamp
 from ingest.incidents_csv import Incident, ParsedIncidents, read_incident_csv
-from services.store import Store, metadata
+from ingest.rules import TIMESTAMP
+from services.errors import NotFound
+from services.store import DwellRow, Store
+from services.store.tables import incidents_table
 
 #: Rows per INSERT statement and per lookup of already-stored ids.
 CHUNK = 1000
 WEEK_S = 7 * 86_400.0
-
-incidents_table = sa.Table(
-    "incidents",
-    metadata,
-    sa.Column("source", sa.Text, primary_key=True),  # crime | call | injury
-    sa.Column("incident_id", sa.Text, primary_key=True),
-    sa.Column("ts", sa.Float, nullable=False),  # epoch s UTC; a month-only incident: start of its month
-    sa.Column("ts_end", sa.Float, nullable=False),  # = ts, or the start of the next month
-    sa.Column("lat", sa.Float, nullable=False),
-    sa.Column("lon", sa.Float, nullable=False),
-    sa.Column("category", sa.Text, nullable=False),
-    sa.Column("harm_weight", sa.Float, nullable=True),  # NULL: the category's weight
-    sa.Column("imported_at", sa.Float, nullable=False),
-    sa.Index("incidents_ts", "ts"),
-    sa.Index("incidents_lat_lon", "lat", "lon"),
-)
-
 
 _COLS = "source, incident_id, ts, ts_end, lat, lon, category, harm_weight, imported_at"
 _CONFLICT = "ON CONFLICT (source, incident_id) DO UPDATE SET " + ", ".join(
@@ -250,14 +235,6 @@ async def outcome_counts(
     return {fid: p.categories for fid, p in (await _periods(store, fences, start, end)).items()}
 
 
-async def outcome_periods(
-    store: Store, start: float, end: float, fence_ids: Iterable[str] | None = None
-) -> tuple[list[Fence], dict[str, Period]]:
-    """The selected fences and, per fence, its `Period` over [start, end)."""
-    fences = await _selected_fences(store, fence_ids)
-    return fences, await _periods(store, fences, start, end)
-
-
 async def before_during(
     store: Store,
     programme_start: float,
@@ -339,12 +316,7 @@ def _json_file(path: Path) -> Any:
 
 
 def _cli_time(flag: str, text: str | None) -> float | None:
-    if text is None:
-        return None
-    value = py_timestamp(text)
-    if isinstance(value, str):
-        raise ValueError(f"{flag} {text!r} {value}")
-    return value
+    return None if text is None else TIMESTAMP.check(flag, text, text=True)
 
 
 def weights_from(doc: Any) -> Mapping[str, float]:
@@ -354,3 +326,67 @@ def weights_from(doc: Any) -> Mapping[str, float]:
     ):
         raise ValueError("harm weights must be a JSON object of category -> number >= 0")
     return {k: float(v) for k, v in doc.items()}
+
+
+# ---------------------------------------------------------------------- outcomes beside dosage
+
+
+@dataclass(frozen=True, slots=True)
+class Dosed:
+    """A hot spot's incidents in a period beside the dosage it got then: visits entered and dwell."""
+
+    period: Period
+    visits: int
+    dwell_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class FenceOutcome:
+    """A hot spot's incidents and dosage over the whole range and, around a programme start, the
+    periods before and during it with the change in the weekly rate (`change`)."""
+
+    fence_id: str
+    name: str | None
+    whole: Dosed
+    before: Dosed | None = None
+    during: Dosed | None = None
+    change: OutcomeChange | None = None
+
+
+async def _dosed(store: Store, periods: Mapping[str, Period]) -> dict[str, Dosed]:
+    """Each fence's period beside its dosage over the same period (one period for every fence)."""
+    some = next(iter(periods.values()), None)
+    dosage: dict[str | None, DwellRow] = {}
+    if some is not None:
+        dosage = {r.fence_id: r for r in await store.dwell(some.start, some.end, group_by="fence")}
+    out = {}
+    for fid, p in periods.items():
+        d = dosage.get(fid)
+        out[fid] = Dosed(p, d.visits if d else 0, d.dwell_s if d else 0.0)
+    return out
+
+
+async def outcomes(
+    store: Store,
+    start: float,
+    end: float,
+    *,
+    programme_start: float | None = None,
+    fence_ids: Iterable[str] | None = None,
+) -> list[FenceOutcome]:
+    """Incidents per hot spot (all, or `fence_ids`: NotFound names those unknown) in [start, end)
+    beside dosage; with `programme_start`, also [start, programme_start) vs [programme_start, end)."""
+    fences = await _selected_fences(store, fence_ids)
+    if fence_ids is not None:
+        unknown = sorted(set(fence_ids) - {f.id for f in fences})
+        if unknown:
+            raise NotFound(f"no fence {', '.join(map(repr, unknown))}")
+    whole = await _dosed(store, await _periods(store, fences, start, end))
+    if programme_start is None:
+        return [FenceOutcome(f.id, f.name, whole[f.id]) for f in fences]
+    changes = await before_during(store, programme_start, end, start=start, fence_ids=[f.id for f in fences])
+    before = await _dosed(store, {c.fence_id: c.before for c in changes})
+    during = await _dosed(store, {c.fence_id: c.during for c in changes})
+    return [
+        FenceOutcome(c.fence_id, c.name, whole[c.fence_id], before[c.fence_id], during[c.fence_id], c) for c in changes
+    ]

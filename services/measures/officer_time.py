@@ -25,14 +25,13 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 import sqlalchemy as sa
 
 from geofence.events import EventType
+from geofence.intervals import measure, union
 from services.store import Store, devices_table, events_table, lost_gaps, opt_float, visits
 
 GapKind = Literal["loss", "break", "open"]
-FloatArray = npt.NDArray[np.float64]
 #: Events that name who carried the device (an EXIT repeats its ENTER's officer).
 _WHO_EVENTS = [EventType.ENTER.value, EventType.SIGNAL_LOST.value, EventType.SIGNAL_RESTORED.value]
 
@@ -94,32 +93,6 @@ def shift_spans(first_ts: float, last_ts: float, breaks: Iterable[tuple[float, f
     if last_ts >= start:
         spans.append((start, last_ts))
     return spans
-
-
-def union(starts: FloatArray, ends: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Disjoint sorted intervals covering the same time as [starts, ends) (touching ones merge)."""
-    if len(starts) == 0:
-        return starts, ends
-    order = np.argsort(starts, kind="stable")
-    s, e = starts[order], ends[order]
-    reach = np.maximum.accumulate(e)
-    first = np.flatnonzero(np.concatenate(([True], s[1:] > reach[:-1])))
-    return s[first], reach[np.append(first[1:] - 1, len(s) - 1)]
-
-
-def measure(starts: FloatArray, ends: FloatArray, a: FloatArray, b: FloatArray) -> FloatArray:
-    """Per window [a[i], b[i]] (a <= b), its overlap with the disjoint sorted intervals [starts, ends)."""
-    if len(starts) == 0:
-        return np.zeros(len(a))
-    lengths = ends - starts
-    before = np.concatenate(([0.0], np.cumsum(lengths)[:-1]))
-
-    def covered_until(t: FloatArray) -> FloatArray:
-        k = np.searchsorted(starts, t, side="right") - 1  # the last interval starting at or before t
-        at = np.maximum(k, 0)
-        return np.where(k >= 0, before[at] + np.clip(t - starts[at], 0.0, lengths[at]), 0.0)
-
-    return covered_until(b) - covered_until(a)
 
 
 def device_shifts(

@@ -24,45 +24,48 @@ the memory-only embedded broker) or different (a new log), the stored offset bel
 that no longer exists, and the partition is read from its beginning; the engine state is kept.
 Such a broker also comes back without topics: the broker probe behind /readyz creates them
 again (with their partition counts) as soon as it finds them missing.
+
+The log and the store are reached through the small seams of services.pipeline.seams: aiokafka
+(services.pipeline.kafka) and Store in service, the in-memory twins of services.pipeline.memory
+in tests/services/pipeline/test_commit_order.py, which holds this order against a failure
+between any two of its steps.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError
-from aiokafka.structs import ConsumerRecord
-from sqlalchemy.exc import SQLAlchemyError
 
 from geofence.engine import Engine
-from geofence.events import Event, EventType
+from geofence.events import EventType
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
 from ingest.ping_message import parse_messages
-from services.measures.calibration import FixCapture, FixRow
+from ingest.rules import unknown_fence, unknown_fence_rows
 from services.metrics import Metrics
-from services.pipeline.broker import BrokerError
-from services.store import Checkpoint, Observations, Store, devices_now
+from services.pipeline.outbox import Outbox, dlq_record
+from services.pipeline.partition import Partition, fingerprint
+from services.pipeline.seams import (
+    LOG_ERRORS,
+    STORE_ERRORS,
+    Capture,
+    Consumer,
+    Log,
+    MatcherStore,
+    Message,
+    NotAssigned,
+    Producer,
+)
+from services.store import Checkpoint, Observations, devices_now
 
 log = logging.getLogger(__name__)
 
-#: Most records taken in one poll: large enough to amortise per-batch work, small enough to keep
-#: a batch well under 100 ms at full speed.
-MAX_POLL_RECORDS = 20_000
-#: How long the broker may hold a fetch for more data: a ping produced meanwhile waits about half
-#: of it (measured on Tansu: 500 ms gives p50 77 ms, 20 ms gives 5 ms), so keep it short.
-FETCH_MAX_WAIT_MS = 20
 #: How long one poll waits for records when the topic is quiet; also the wall-clock tick.
 POLL_TIMEOUT_MS = 100
 #: First and longest wait between retries while the broker is away.
@@ -77,6 +80,8 @@ SHUTDOWN_PRODUCE_S = 10.0
 FENCE_POLL_S = 2.0
 #: Kafka offset commits are informational; never let one hold the loop up for long.
 COMMIT_TIMEOUT_S = 5.0
+#: Lag is measured in passing: a broker away or a partition revoked meanwhile skips one measure.
+LAG_ERRORS: tuple[type[Exception], ...] = (*LOG_ERRORS, NotAssigned)
 
 
 @dataclass(slots=True)
@@ -88,87 +93,24 @@ class Health:
     error: str | None = None
 
 
-@dataclass(slots=True)
-class Partition:
-    """One assigned partition: its engine and where it stands in the log."""
-
-    engine: Engine
-    next_offset: int = 0
-    fingerprint: str | None = None
-    verify_at: int | None = None  # offset whose fingerprint must match before reading on
-    checkpointed_offset: int = -1
-    unrecorded: list[Event] = field(default_factory=list)  # events since the last checkpoint, for the store
-    fixes: list[FixRow] = field(default_factory=list)  # calibration fixes captured since the last checkpoint
-    sought: int = 0  # Matcher.seeks when the consumer was last positioned for this partition
-
-
-@dataclass(slots=True)
-class Outbox:
-    """Records of one batch to produce before anything becomes durable."""
-
-    events: list[Event] = field(default_factory=list)
-    dlq: list[tuple[bytes | None, bytes]] = field(default_factory=list)
-
-
-def fingerprint(record: ConsumerRecord[bytes, bytes]) -> str:
-    """Identifies a message within its log: offset, timestamp and a hash of key and value."""
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update(record.key or b"")
-    digest.update(b"\x00")
-    digest.update(record.value or b"")
-    return f"{record.offset}:{record.timestamp}:{digest.hexdigest()}"
-
-
-def dlq_record(record: ConsumerRecord[bytes, bytes], reason: str) -> tuple[bytes | None, bytes]:
-    """The DLQ message: the original bytes, the reason and where the message came from."""
-    value = record.value or b""
-    body: dict[str, Any] = {
-        "reason": reason,
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "timestamp": record.timestamp,
-        "key": record.key.decode("utf-8", "replace") if record.key else None,
-    }
-    try:
-        body["original"] = value.decode("utf-8")
-    except UnicodeDecodeError:
-        body["original_b64"] = base64.b64encode(value).decode()
-    return record.key, orjson.dumps(body)
-
-
-class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Checkpoint partitions before they go; restore them from the store when they come."""
-
-    def __init__(self, matcher: Matcher) -> None:
-        self.matcher = matcher
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.matcher.release([tp.partition for tp in revoked])
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.matcher.adopt([tp.partition for tp in assigned])
-
-
 class Matcher:
     """Consumes pings, runs the engines, produces events; see the module docstring for order."""
 
     def __init__(
         self,
         *,
-        bootstrap: str,
+        log: Log,
         group: str,
         topics: tuple[str, str, str],
         params: EngineParams,
-        store: Store,
+        store: MatcherStore,
+        capture: Capture,
         metrics: Metrics,
         wall_clock: bool,
         checkpoint_interval_s: float,
-        ensure_topics: Callable[[], Awaitable[None]],
         health: Health | None = None,
-        capture: FixCapture | None = None,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.log = log
         self.group = group
         self.pings_topic, self.events_topic, self.dlq_topic = topics
         self.params = params
@@ -176,15 +118,14 @@ class Matcher:
         self.metrics = metrics
         self.wall_clock = wall_clock
         self.checkpoint_interval_s = checkpoint_interval_s
-        self.ensure_topics = ensure_topics
         self.health = health or Health()
-        self.capture = capture or FixCapture(store)  # fixes of open calibration checks
+        self.capture = capture  # fixes of open calibration checks
         self.index = FenceIndex([])
         self.fence_version = -1
         self.parts: dict[int, Partition] = {}
         self.lock = asyncio.Lock()
-        self.consumer: AIOKafkaConsumer | None = None
-        self.producer: AIOKafkaProducer | None = None
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
         self.pending: Outbox | None = None  # processed but not yet acked: produced again first
         self.fences_checked = time.monotonic()
         self.seeks = 0  # consumer seeks so far: tells records polled before a seek from those after
@@ -203,7 +144,7 @@ class Matcher:
                     await self._connect()
                     delay = RETRY_FIRST_S
                     await self._loop(stop)
-                except (KafkaError, OSError, TimeoutError, BrokerError) as exc:
+                except LOG_ERRORS as exc:
                     self.health.broker = False
                     self.health.error = f"{type(exc).__name__}: {exc}"
                     log.warning("kafka unavailable (%s); retrying in %.1f s", self.health.error, delay)
@@ -217,27 +158,11 @@ class Matcher:
         """Start the clients that are not running; with both already up, the probe judges the broker."""
         connected = False
         if self.producer is None:
-            await self.ensure_topics()
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, request_timeout_ms=10_000
-            )
-            await producer.start()
-            self.producer = producer
+            await self.log.ensure_topics()
+            self.producer = await self.log.producer()
             connected = True
         if self.consumer is None:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
-                group_id=self.group,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=MAX_POLL_RECORDS,
-                fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-                fetch_max_bytes=64 * 1024 * 1024,
-                max_partition_fetch_bytes=16 * 1024 * 1024,
-            )
-            await consumer.start()
-            consumer.subscribe([self.pings_topic], listener=Rebalance(self))
-            self.consumer = consumer
+            self.consumer = await self.log.consumer(self.group, self.pings_topic, self)
             connected = True
         if connected:  # not after a failed batch with both clients up: the broker may still be away
             self.health.broker = True
@@ -250,13 +175,13 @@ class Matcher:
                     await asyncio.wait_for(self._produce(self.pending), SHUTDOWN_PRODUCE_S)
                     self.pending = None
                 await self._checkpoint(list(self.parts))
-        except (KafkaError, OSError, TimeoutError, SQLAlchemyError) as exc:
+        except LOG_ERRORS + STORE_ERRORS as exc:
             log.warning("final checkpoint skipped (the next start replays from the previous one): %s", exc)
         for client in (self.consumer, self.producer):
             if client is not None:
                 try:
                     await client.stop()
-                except (KafkaError, OSError) as exc:  # pragma: no cover - best effort on the way out
+                except LOG_ERRORS as exc:  # pragma: no cover - best effort on the way out
                     log.warning("stopping kafka client: %s", exc)
         self.consumer = self.producer = None
 
@@ -274,14 +199,13 @@ class Matcher:
             if producer is None:
                 continue
             try:
-                cluster = await asyncio.wait_for(producer.client.fetch_all_metadata(), PROBE_INTERVAL_S)
-                if not topics <= cluster.topics():
+                if not topics <= await asyncio.wait_for(producer.topics(), PROBE_INTERVAL_S):
                     self.health.broker, self.health.error = False, "topics missing (broker restarted empty?)"
                     await self._forget_log()
-                    await self.ensure_topics()
+                    await self.log.ensure_topics()
                 self.health.broker = True
                 await self._measure_lag()
-            except (KafkaError, OSError, TimeoutError, BrokerError) as exc:
+            except LOG_ERRORS as exc:
                 self.health.broker = False
                 self.health.error = f"broker unreachable: {type(exc).__name__}"
 
@@ -294,16 +218,17 @@ class Matcher:
         consumer = self.consumer
         if consumer is None or not self.parts:
             return
-        tps = [TopicPartition(self.pings_topic, p) for p in self.parts]
+        partitions = list(self.parts)
+        ends: Mapping[int, int]
         try:
-            ends = await asyncio.wait_for(consumer.end_offsets(tps), PROBE_INTERVAL_S)
-        except (KafkaError, IllegalStateError, TimeoutError):
+            ends = await asyncio.wait_for(consumer.end_offsets(partitions), PROBE_INTERVAL_S)
+        except LAG_ERRORS:
             ends = {}
-        for tp in tps:
-            part = self.parts.get(tp.partition)
-            end = max(consumer.highwater(tp) or 0, ends.get(tp, 0))
+        for p in partitions:
+            part = self.parts.get(p)
+            end = max(consumer.highwater(p) or 0, ends.get(p, 0))
             if part is not None and end:
-                self.metrics.consumer_lag.labels(partition=str(tp.partition)).set(max(end - part.next_offset, 0))
+                self.metrics.consumer_lag.labels(partition=str(p)).set(max(end - part.next_offset, 0))
 
     # ------------------------------------------------------------------ fences
 
@@ -329,7 +254,7 @@ class Matcher:
         self.fences_checked = time.monotonic()
         try:
             return await self.store.fence_version() != self.fence_version
-        except (SQLAlchemyError, OSError) as exc:
+        except STORE_ERRORS as exc:
             log.warning("cannot check for fence changes: %s", exc)
             return False
 
@@ -345,7 +270,7 @@ class Matcher:
                 else:
                     part = await self._restore(p)
                     self.parts[p] = part
-                part.verify_at = part.next_offset - 1 if part.next_offset > 0 else None
+                part.expect_last_message()
                 self._seek(p, part)
             self.health.assigned = bool(self.parts)
             self.metrics.devices_tracked.set(sum(len(x.engine.devices) for x in self.parts.values()))
@@ -379,26 +304,28 @@ class Matcher:
                     await self._produce(self.pending)
                     self.pending = None
             seeks = self.seeks
-            polled = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_POLL_RECORDS)
+            polled = await consumer.poll(POLL_TIMEOUT_MS)
             await self.capture.refresh()
             started = time.perf_counter()
-            commit: dict[TopicPartition, int] = {}
+            commit: dict[int, int] = {}
             async with self.lock:
                 outbox = Outbox()
                 now = time.time() if self.wall_clock else None
-                for tp, records in polled.items():
-                    part = self.parts.get(tp.partition)
+                for p, records in polled.items():
+                    part = self.parts.get(p)
                     if part is None or not records:
                         continue  # revoked while we waited
                     if part.sought > seeks:
                         # Positioned while we polled (adopted: aiokafka fetches from the Kafka-
                         # committed offset until adopt seeks): these records may predate the
                         # seek. Drop them and seek again; aiokafka refetches from there.
-                        self._seek(tp.partition, part)
+                        self._seek(p, part)
                         continue
-                    records = self._verified(tp, part, records)
-                    if records:
-                        self._process(part, records, now, outbox)
+                    verified = part.verified(records)
+                    if verified is None:
+                        self._reset_log(p, part, f"found {fingerprint(records[0])}, not {part.fingerprint}")
+                    elif verified:
+                        self._process(part, verified, now, outbox)
                 if now is not None:
                     for part in self.parts.values():
                         ticked = part.engine.advance(now)
@@ -415,25 +342,12 @@ class Matcher:
                 if time.monotonic() - self.last_checkpoint >= self.checkpoint_interval_s:
                     try:
                         commit = await self._checkpoint(list(self.parts))
-                    except (SQLAlchemyError, OSError) as exc:  # the store is away: keep going, retry later
+                    except STORE_ERRORS as exc:  # the store is away: keep going, retry later
                         self.health.error = f"store: {type(exc).__name__}: {exc}"
                         log.warning("checkpoint failed, will retry: %s", exc)
                         self.last_checkpoint = time.monotonic()
             if commit:
                 await self._commit_offsets(commit)
-
-    def _verified(
-        self, tp: TopicPartition, part: Partition, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> list[ConsumerRecord[bytes, bytes]]:
-        """Drop the re-read checkpoint message; if the log changed, restart from its beginning."""
-        if part.verify_at is None:
-            return records
-        first = records[0]
-        part.verify_at = None
-        if first.offset == part.next_offset - 1 and fingerprint(first) == part.fingerprint:
-            return records[1:]
-        self._reset_log(tp, part, f"found {fingerprint(first)}, not {part.fingerprint}")
-        return []
 
     def _check_short_logs(self) -> None:
         """A log shorter than the checkpoint's offset answers with nothing: detect it by its end."""
@@ -442,22 +356,19 @@ class Matcher:
         for p, part in self.parts.items():
             if part.verify_at is None:
                 continue
-            tp = TopicPartition(self.pings_topic, p)
-            end = consumer.highwater(tp)
+            end = consumer.highwater(p)
             if end is not None and end <= part.verify_at:
-                part.verify_at = None
-                self._reset_log(tp, part, f"the log ends at {end}")
+                self._reset_log(p, part, f"the log ends at {end}")
 
-    def _reset_log(self, tp: TopicPartition, part: Partition, why: str) -> None:
+    def _reset_log(self, p: int, part: Partition, why: str) -> None:
         log.warning(
             "partition %d: the log no longer holds checkpoint offset %d (%s; broker reset?); reading it from the start",
-            tp.partition,
+            p,
             part.next_offset,
             why,
         )
-        part.next_offset = 0
-        part.fingerprint = None
-        self._seek(tp.partition, part)
+        part.restart()
+        self._seek(p, part)
 
     async def _forget_log(self) -> None:
         """The pings topic is gone: its next log starts at 0, wherever we stood in the old one.
@@ -468,21 +379,17 @@ class Matcher:
         async with self.lock:
             for p, part in self.parts.items():
                 if part.next_offset > 0 or part.verify_at is not None:
-                    part.verify_at = None
-                    with contextlib.suppress(IllegalStateError):  # being revoked: adopt will verify
-                        self._reset_log(TopicPartition(self.pings_topic, p), part, "the topic is gone")
+                    with contextlib.suppress(NotAssigned):  # being revoked: adopt will verify
+                        self._reset_log(p, part, "the topic is gone")
 
     def _seek(self, p: int, part: Partition) -> None:
         """Position the consumer where the partition reads next: the message to verify, if any."""
         assert self.consumer is not None
         self.seeks += 1
         part.sought = self.seeks
-        offset = part.verify_at if part.verify_at is not None else part.next_offset
-        self.consumer.seek(TopicPartition(self.pings_topic, p), offset)
+        self.consumer.seek(p, part.position)
 
-    def _process(
-        self, part: Partition, records: list[ConsumerRecord[bytes, bytes]], now: float | None, outbox: Outbox
-    ) -> None:
+    def _process(self, part: Partition, records: Sequence[Message], now: float | None, outbox: Outbox) -> None:
         m = self.metrics
         m.pings_consumed.inc(len(records))
         parsed = parse_messages([r.value for r in records])
@@ -494,8 +401,7 @@ class Matcher:
         unknown = self._unknown_fences(batch.extras)
         if len(unknown):
             for i in unknown.tolist():
-                fence = batch.extras[i]["fence_id"]
-                outbox.dlq.append(dlq_record(records[source[i]], f"fence_id: unknown fence {fence!r}"))
+                outbox.dlq.append(dlq_record(records[source[i]], unknown_fence(batch.extras[i]["fence_id"])))
             m.pings_rejected.labels(reason="unknown_fence").inc(len(unknown))
             keep = np.setdiff1d(np.arange(len(batch)), unknown)
             batch = batch.take(keep)
@@ -510,9 +416,8 @@ class Matcher:
         outbox.events += result.events
         part.unrecorded += result.events
         last = records[-1]
-        part.next_offset = last.offset + 1
-        part.fingerprint = fingerprint(last)
-        end = self.consumer.highwater(TopicPartition(last.topic, last.partition)) if self.consumer else None
+        part.consumed(last)
+        end = self.consumer.highwater(last.partition) if self.consumer else None
         if end is not None:  # refined by _measure_lag, which also asks the broker for the log's end
             m.consumer_lag.labels(partition=str(last.partition)).set(max(end - part.next_offset, 0))
 
@@ -520,32 +425,20 @@ class Matcher:
         """Pings naming a hot spot (fence_id) that does not exist."""
         if not len(extras):
             return np.empty(0, dtype=np.int64)
-        known = self.index.position
-        bad = [
-            i
-            for i, e in enumerate(extras.tolist())
-            if e is not None and e.get("fence_id") is not None and e["fence_id"] not in known
-        ]
-        return np.array(bad, dtype=np.int64)
+        return np.array(unknown_fence_rows(extras.tolist(), self.index.position), dtype=np.int64)
 
     async def _produce(self, outbox: Outbox) -> None:
         """Send events and DLQ records and wait for every ack (step 2 of the commit order)."""
         producer = self.producer
         assert producer is not None
-        futures = []
-        for e in outbox.events:
-            futures.append(await producer.send(self.events_topic, orjson.dumps(e.to_dict()), key=e.device_id.encode()))
-        for key, value in outbox.dlq:
-            futures.append(await producer.send(self.dlq_topic, value, key=key))
-        if futures:
-            await asyncio.gather(*futures)
+        await producer.send(outbox.records(self.events_topic, self.dlq_topic))
         now = time.time()
         for e in outbox.events:
             self.metrics.events.labels(type=e.type.value).inc()
             if e.type is not EventType.SIGNAL_LOST:  # a loss is stamped with the last ping, not a new one
                 self.metrics.ping_to_event_seconds.observe(max(now - e.ts, 0.0))
 
-    async def _checkpoint(self, partitions: Sequence[int]) -> dict[TopicPartition, int]:
+    async def _checkpoint(self, partitions: Sequence[int]) -> dict[int, int]:
         """Step 3 of the commit order; call with the lock held and nothing pending.
 
         Returns the offsets to commit to Kafka (step 4), which the caller does without the lock:
@@ -554,7 +447,7 @@ class Matcher:
         if self.pending is not None:
             return {}
         started = time.perf_counter()
-        offsets: dict[TopicPartition, int] = {}
+        offsets: dict[int, int] = {}
         for p in partitions:
             part = self.parts[p]
             if part.next_offset == part.checkpointed_offset and not part.engine.dirty and not part.unrecorded:
@@ -572,20 +465,20 @@ class Matcher:
             part.unrecorded = []
             part.fixes = []
             if part.next_offset > 0 and part.next_offset != part.checkpointed_offset:
-                offsets[TopicPartition(self.pings_topic, p)] = part.next_offset
+                offsets[p] = part.next_offset
             part.checkpointed_offset = part.next_offset
         self.last_checkpoint = time.monotonic()
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         self.metrics.devices_tracked.set(sum(len(x.engine.devices) for x in self.parts.values()))
         return offsets
 
-    async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+    async def _commit_offsets(self, offsets: dict[int, int]) -> None:
         """Step 4: informational only, for lag tools; the store holds the offsets that count."""
         if self.consumer is None:
             return
         try:
             await asyncio.wait_for(self.consumer.commit(offsets), COMMIT_TIMEOUT_S)
-        except (KafkaError, TimeoutError) as exc:
+        except LOG_ERRORS as exc:
             log.info("kafka offset commit skipped: %s", exc)
 
 

@@ -6,6 +6,10 @@ every fence from the store for each request cost ~20 ms of one core. Instead the
 and refreshed through a `FreshCache` when the store's version changes (see
 services/query/cache.py for the staleness bound). Filters are answered from its indexes and the
 unfiltered answer is serialised once per snapshot.
+
+Every snapshot carries `seq`, the newest event it reflects, read in the same transaction: a
+client that opens the event stream after that seq (the control-room page does) misses no event
+between the snapshot and the stream, however old the snapshot, and sees none twice.
 """
 
 from __future__ import annotations
@@ -16,22 +20,33 @@ from dataclasses import dataclass
 import orjson
 
 from services.query.cache import FreshCache, JsonBody
-from services.store import Present, Store
+from services.store import Present, Store, StoredDevice
 
 Pair = tuple[str, Present]  # (fence_id, a device inside it)
 
 
-def presence_json(found: dict[str, list[Present]]) -> bytes:
-    """The body of GET /v1/presence (api.schemas.PresenceAnswer) for per-fence presence."""
+def presence_json(found: dict[str, list[Present]], seq: int) -> bytes:
+    """The body of GET /v1/presence (api.schemas.PresenceAnswer): per-fence presence as of event `seq`."""
     fences = [{"fence_id": f, "devices": [p._asdict() for p in present]} for f, present in found.items()]
-    return orjson.dumps({"fences": fences})
+    return orjson.dumps({"seq": seq, "fences": fences})
+
+
+async def devices_as_of(
+    store: Store, officer_id: str | None = None, callsign: str | None = None
+) -> tuple[list[StoredDevice], int]:
+    """Every device (filters AND) and the seq of the newest event the answer reflects."""
+    async with store.read() as conn:
+        found = await store.devices(officer_id=officer_id, callsign=callsign, conn=conn)
+        return found, await store.last_event_seq(conn=conn)
 
 
 @dataclass(frozen=True, slots=True)
 class PresenceSnapshot:
-    """Presence as of one commit: per fence (sorted, longest there first), indexed by device,
-    officer and callsign; `body` and `devices` are the unfiltered answer and who it shows."""
+    """Presence as of one commit, that of event `seq`: per fence (sorted, longest there first),
+    indexed by device, officer and callsign; `body` and `devices` are the unfiltered answer and
+    who it shows."""
 
+    seq: int
     by_fence: dict[str, list[Present]]
     by_device: dict[str, list[Pair]]
     by_officer: dict[str, list[str]]
@@ -40,7 +55,7 @@ class PresenceSnapshot:
     devices: list[str]
 
     @classmethod
-    def of(cls, by_fence: dict[str, list[Present]]) -> PresenceSnapshot:
+    def of(cls, by_fence: dict[str, list[Present]], seq: int) -> PresenceSnapshot:
         by_device: dict[str, list[Pair]] = {}
         by_officer: dict[str, list[str]] = {}
         by_callsign: dict[str, list[str]] = {}
@@ -52,8 +67,8 @@ class PresenceSnapshot:
                         if value is not None:
                             index.setdefault(value, []).append(p.device_id)
                 pairs.append((fence_id, p))
-        body = JsonBody.of(presence_json(by_fence))
-        return cls(by_fence, by_device, by_officer, by_callsign, body, sorted(by_device))
+        body = JsonBody.of(presence_json(by_fence, seq))
+        return cls(seq, by_fence, by_device, by_officer, by_callsign, body, sorted(by_device))
 
     def select(
         self,
@@ -95,4 +110,6 @@ class PresenceCache:
         return await self._store.query_version()
 
     async def _read(self) -> PresenceSnapshot:
-        return PresenceSnapshot.of(await self._store.presence())
+        async with self._store.read() as conn:
+            by_fence = await self._store.presence(conn=conn)
+            return PresenceSnapshot.of(by_fence, await self._store.last_event_seq(conn=conn))

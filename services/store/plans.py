@@ -7,21 +7,10 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from geofence.plans import Plan, PlanError, parse_plan
-from services.store import Store, fences_table, metadata
-
-#: One row per plan; `body` is the plan as a document (Plan.to_dict), fence_id and team for filters.
-plans_table = sa.Table(
-    "plans",
-    metadata,
-    sa.Column("plan_id", sa.Text, primary_key=True),
-    sa.Column("fence_id", sa.Text, nullable=False),
-    sa.Column("team", sa.Text, nullable=True),
-    sa.Column("body", sa.JSON, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Index("plans_fence", "fence_id"),
-    sa.Index("plans_team", "team"),
-)
+from geofence.plans import Plan, PlanError
+from ingest.plan_file import parse_plan
+from services.store import Store
+from services.store.tables import fences_table, plans_table
 
 
 async def upsert_plans(store: Store, plans: Sequence[Plan]) -> None:
@@ -35,7 +24,11 @@ async def upsert_plans(store: Store, plans: Sequence[Plan]) -> None:
         wanted = sorted({p.fence_id for p in plans})
         found = set(
             (
-                await conn.execute(sa.select(fences_table.c.fence_id).where(fences_table.c.fence_id.in_(wanted)))
+                await conn.execute(  # FOR SHARE (PostgreSQL): a fence cannot be deleted under the plan
+                    sa.select(fences_table.c.fence_id)
+                    .where(fences_table.c.fence_id.in_(wanted))
+                    .with_for_update(read=True)
+                )
             ).scalars()
         )
         for i, plan in enumerate(plans):

@@ -1,18 +1,24 @@
 """/v1/plans, /v1/compliance and /v1/compliance/due over HTTP on SQLite and PostgreSQL: admins
-write, viewers read, 401 without a key, 422 naming the field, per-officer reads audited."""
+write, viewers read (keys and roles: test_route_access.py), 422 naming the field, per-officer reads audited."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from support.api import Api, serve_api
 from support.helpers import square_fence
 from support.plans import FRI, at, plan_doc, put_visits
 
+from ingest.plan_file import parse_plan
 from services.access.roles import Role
+from services.store.tables import fences_table, plans_table
 
 
 @pytest.fixture
@@ -62,13 +68,41 @@ async def test_fence_in_a_plan_cannot_be_deleted_until_the_plan_goes(api: Api) -
     assert (await api.client.delete("/v1/fences/A", headers=api.as_(Role.ADMIN))).status_code == 200
 
 
-async def test_plans_need_a_key_and_writes_need_admin(api: Api) -> None:
-    assert (await api.client.get("/v1/plans")).status_code == 401
-    assert (await api.client.get("/v1/compliance/due")).status_code == 401
-    viewer_post = await _post(api, plan_doc(), role=Role.VIEWER)
-    assert (viewer_post.status_code, viewer_post.json()["detail"]) == (403, "this needs the admin role")
-    assert (await api.client.delete("/v1/plans/x", headers=api.as_(Role.VIEWER))).status_code == 403
-    assert (await api.client.get("/v1/plans", headers=api.as_(Role.INGEST))).status_code == 403
+async def test_fence_delete_during_a_plan_write_waits_for_it_and_refuses(api: Api, db_url: str) -> None:
+    """The plan check and the delete are one transaction: a plan committed while the delete waits
+    is seen. Before, the check ran first on its own, and the delete then left the plan orphaned."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: the two cannot interleave")
+    plan = parse_plan(plan_doc("p-a", "A"))
+    row = {"plan_id": "p-a", "fence_id": "A", "team": plan.team, "body": plan.to_dict(), "updated_at": 0.0}
+    engine = create_async_engine(db_url)
+    try:
+        async with engine.begin() as writer:  # upsert_plans half-way: the fence locked, the plan written
+            fence = sa.select(fences_table.c.fence_id).where(fences_table.c.fence_id == "A")
+            await writer.execute(fence.with_for_update(read=True))
+            await writer.execute(sa.insert(plans_table).values(row))
+            deleting = asyncio.create_task(api.client.delete("/v1/fences/A", headers=api.as_(Role.ADMIN)))
+            await _until_a_query_waits_for_a_lock(engine)
+        refused = await deleting
+    finally:
+        await engine.dispose()
+    assert (refused.status_code, refused.json()["detail"]) == (
+        409, "fence 'A' is in patrol plan(s) p-a: delete or change them first",
+    )  # fmt: skip
+    assert (await api.client.get("/v1/fences/A", headers=api.as_(Role.VIEWER))).status_code == 200
+
+
+async def _until_a_query_waits_for_a_lock(engine: AsyncEngine, timeout_s: float = 10.0) -> None:
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        async with engine.connect() as probe:
+            if (await probe.execute(waiting)).scalar_one():
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no query waited for a lock within {timeout_s} s")
 
 
 @pytest.mark.parametrize(

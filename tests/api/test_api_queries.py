@@ -18,9 +18,9 @@ from api.app import create_app
 from api.context import ServiceContext
 from geofence.engine import Engine
 from geofence.events import Event
-from geofence.fences import fences_from_geojson
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
+from ingest.geojson_fences import fences_from_geojson
 from services.access.keys import create_key
 from services.access.roles import Role
 from services.metrics import Metrics
@@ -144,7 +144,7 @@ async def test_dwell_per_device_and_fence_equals_engine_totals(filled: Filled) -
     [
         ({"from": "2026-11-21T10:00:00Z", "to": "2026-11-21T10:00:00Z"}, "to", "to must be after from"),
         ({"from": "2026-11-21T10:00:00", "to": "2026-11-21T11:00:00Z"}, "from", "has no UTC offset"),
-        ({"from": "yesterday", "to": "1795000000"}, "from", "neither ISO 8601 nor epoch"),
+        ({"from": "yesterday", "to": "1795000000"}, "from", "must be ISO 8601 with a UTC offset or epoch seconds"),
         ({"to": "1795000000"}, "from", "Field required"),
         ({"from": "0", "to": "10", "group_by": "week"}, "group_by", "Input should be"),
     ],

@@ -7,6 +7,9 @@ pings and fences routes read their bodies themselves and declare none in the sch
 test declares a JSON body for them (an object or an array) to have schemathesis fuzz them too.
 POST /v1/pings answers 503 for valid pings by design here (no broker), as does /readyz:
 503 is accepted from those two and nothing else; any other 5xx fails.
+
+Marked ``integration``: the fuzzing drives the whole app through thousands of generated requests
+(~40 s), so it runs in ``make test`` and not in the fast unit subset.
 """
 
 from __future__ import annotations
@@ -29,15 +32,17 @@ from schemathesis.checks import not_a_server_error
 from api.app import create_app
 from api.context import ServiceContext
 from geofence.engine import Engine
-from geofence.fences import fences_from_geojson
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
+from ingest.geojson_fences import fences_from_geojson
 from services.access.keys import create_key
 from services.access.roles import RateLimiter, Role
 from services.metrics import Metrics
 from services.settings import Settings
 from services.store import Store, database_url, devices_now
 from services.workload import device_name, make_workload
+
+pytestmark = pytest.mark.integration
 
 #: Operations whose 503 means "no broker", which is how this test runs the app.
 BROKERLESS_503 = {("POST", "/v1/pings"), ("GET", "/readyz")}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from api.app import create_app
 from api.context import ServiceContext
@@ -55,6 +56,7 @@ async def test_large_cached_answer_gzipped_only_for_clients_that_accept_it(store
     assert packed.num_bytes_downloaded < plain.num_bytes_downloaded / 4  # what went over the wire
 
 
+@pytest.mark.integration
 async def test_api_workers_serve_one_port_and_stop_with_the_service(tmp_path: Path) -> None:
     port = free_port()
     settings = Settings(

@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 from geofence.engine import Engine
-from geofence.fences import fences_from_geojson
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
 from geofence.pings import PingBatch
+from ingest.geojson_fences import fences_from_geojson
 from services.workload import make_workload
 
 

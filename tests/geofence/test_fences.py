@@ -1,4 +1,4 @@
-"""Fence validation and the metric buffer: make_fence and fences_from_geojson, figures by hand.
+"""Fence validation and the metric buffer: make_fence, figures by hand (GeoJSON documents: tests/ingest).
 
 Metres to degrees: 1 deg lat = 111 195 m; 1 deg lon = 111 195 x cos(lat), i.e. 69 220 m at
 London (lat 51.5, cos = 0.62251).
@@ -13,7 +13,7 @@ import pytest
 import shapely
 from support.helpers import M_PER_DEG_LAT, m_per_deg_lon, square_geometry
 
-from geofence.fences import FenceError, fences_from_geojson, make_fence
+from geofence.fences import FenceError, make_fence
 
 LONDON_LAT = 51.5
 LONDON_LON = -0.1
@@ -31,17 +31,6 @@ def london_square(side_m: float) -> dict[str, Any]:
         [LONDON_LON, LONDON_LAT],
     ]
     return {"type": "Polygon", "coordinates": [coords]}
-
-
-def feature(fence_id: Any, geometry: dict[str, Any], **props: Any) -> dict[str, Any]:
-    properties = dict(props)
-    if fence_id is not None:
-        properties["id"] = fence_id
-    return {"type": "Feature", "properties": properties, "geometry": geometry}
-
-
-def collection(*features: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "FeatureCollection", "features": list(features)}
 
 
 SQUARE = square_geometry(0.0, 0.0, 0.001)
@@ -76,30 +65,6 @@ def test_make_fence_valid_polygon_accepted_area_is_polygon(geometry: dict, insid
     assert (fence.id, fence.buffer_m) == ("hs-1", 0.0)
     assert [bool(shapely.intersects_xy(fence.area, x, y)) for x, y in inside] == [True] * len(inside)
     assert [bool(shapely.intersects_xy(fence.area, x, y)) for x, y in outside] == [False] * len(outside)
-
-
-@pytest.mark.parametrize(
-    ("doc", "expected"),
-    [
-        # ids in properties, names and buffers carried, file order kept
-        (
-            collection(feature("b", SQUARE, name="Market St", buffer_m=10), feature("a", MULTI)),
-            [("b", "Market St", 10.0, "Polygon"), ("a", None, 0.0, "MultiPolygon")],
-        ),
-        # id at the Feature's top level; an integer id becomes a string
-        (
-            collection({"type": "Feature", "id": 7, "properties": {}, "geometry": SQUARE}),
-            [("7", None, 0.0, "Polygon")],
-        ),
-        # a single Feature instead of a collection
-        (feature("solo", SQUARE), [("solo", None, 0.0, "Polygon")]),
-        # an empty collection: no fences
-        (collection(), []),
-    ],
-)
-def test_fences_from_geojson_valid_features_accepted(doc: dict, expected: list) -> None:
-    fences = fences_from_geojson(doc)
-    assert [(f.id, f.name, f.buffer_m, f.geometry.geom_type) for f in fences] == expected
 
 
 # ---------------------------------------------------------------------------- refused
@@ -179,35 +144,6 @@ def test_make_fence_invalid_geometry_refused_naming_fence(geometry: dict, messag
 def test_make_fence_bad_buffer_m_refused(buffer_m: Any) -> None:
     with pytest.raises(FenceError, match=r"fence 'hs-1': buffer_m must be a number >= 0"):
         make_fence("hs-1", SQUARE, buffer_m=buffer_m)
-
-
-@pytest.mark.parametrize(
-    ("doc", "message"),
-    [
-        # buffer_m from the file
-        (collection(feature("hs-1", SQUARE, buffer_m=-5)), "fence 'hs-1': buffer_m must be a number >= 0"),
-        (collection(feature("hs-1", SQUARE, buffer_m="wide")), "fence 'hs-1': buffer_m must be a number >= 0"),
-        # no id anywhere (second feature: its position is named)
-        (collection(feature("ok", SQUARE), feature(None, SQUARE)), "feature 1: needs a string id"),
-        # an empty id
-        (collection(feature("", SQUARE)), "feature 0: needs a string id"),
-        # the same id twice
-        (collection(feature("dup", SQUARE), feature("dup", FAR_SQUARE)), "fence 'dup': id appears more than once"),
-        # a bow-tie inside a collection: named by its id
-        (
-            collection(feature("ok", SQUARE), feature("x-2", BOW_TIE)),
-            "fence 'x-2': invalid geometry: Self-intersection",
-        ),
-        # no geometry
-        (collection({"type": "Feature", "properties": {"id": "g"}, "geometry": None}), "fence 'g': has no geometry"),
-        # not GeoJSON at all
-        ({"type": "Topology"}, "fences must be a GeoJSON FeatureCollection or Feature"),
-    ],
-)
-def test_fences_from_geojson_invalid_refused_with_reason(doc: dict, message: str) -> None:
-    with pytest.raises(FenceError) as caught:
-        fences_from_geojson(doc)
-    assert message in str(caught.value)
 
 
 @pytest.mark.parametrize("fence_id", ["", None, 3])  # empty, missing, not a string

@@ -11,9 +11,9 @@ import shapely
 from support.paths import SAMPLES
 from support.shared_data import CAMDEN_CRIMES
 
-from geofence.fences import EARTH_RADIUS_M, fence_from_feature
+from geofence.fences import EARTH_RADIUS_M
 from geofence.ranking import DEFAULT_HARM_WEIGHTS, capacity, incident_weights, rank_cells
-from ingest.geojson_fences import load_fences
+from ingest.geojson_fences import fence_from_feature, load_fences
 
 CAMDEN = CAMDEN_CRIMES
 SAMPLE_FENCES = SAMPLES / "fences.geojson"

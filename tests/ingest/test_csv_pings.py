@@ -13,6 +13,7 @@ from geofence.pings import PingBatch
 from ingest.csv_pings import CsvChunk, CsvError, RowError, read_ping_csv, write_ping_csv
 
 HEADER = "device_id,timestamp,lat,lon,accuracy_m"
+YEARS = "must be in the years 1970-9998 UTC (epoch in seconds, not milliseconds)"
 T0 = datetime(2026, 11, 21, 22, 3, tzinfo=UTC).timestamp()
 
 
@@ -133,21 +134,21 @@ def test_read_ping_csv_mixed_batch_values_match_clean_batch(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("row", "reason"),
     [
-        ("b,2026-11-21T22:03:00Z,91.5,2,", "lat '91.5' out of range [-90, 90]"),
-        ("b,2026-11-21T22:03:00Z,1,-180.5,", "lon '-180.5' out of range [-180, 180]"),
-        ("b,2026-11-21T22:03:00Z,1,abc,", "lon 'abc' is not a number"),
-        ("b,2026-11-21T22:03:00Z,nan,2,", "lat 'nan' is not finite"),
-        ("b,2026-11-21T22:03:00Z,,2,", "lat is empty"),
-        ("b,2026-11-21 10:00,1,2,", "timestamp '2026-11-21 10:00' has no UTC offset"),
-        ("b,2026-11-21,1,2,", "timestamp '2026-11-21' has no UTC offset"),
-        ("b,yesterday,1,2,", "timestamp 'yesterday' is not ISO 8601 or epoch seconds"),
-        ("b,2026-02-30T10:00:00Z,1,2,", "timestamp '2026-02-30T10:00:00Z' is not ISO 8601 or epoch seconds"),
-        ("b,,1,2,", "timestamp is empty"),
-        ("b,1795298580000,1,2,", "timestamp '1795298580000' out of range (epoch must be in seconds, years 1-9999)"),
-        (",2026-11-21T22:03:00Z,1,2,", "device_id is empty"),
-        ("x" * 65 + ",2026-11-21T22:03:00Z,1,2,", "device_id longer than 64 characters"),
-        ("b,2026-11-21T22:03:00Z,1,2,-3", "accuracy_m '-3' must be >= 0"),
-        ("b,2026-11-21T22:03:00Z,1,2,inf", "accuracy_m 'inf' is not finite"),
+        ("b,2026-11-21T22:03:00Z,91.5,2,", "lat: must be between -90 and 90, got 91.5"),
+        ("b,2026-11-21T22:03:00Z,1,-180.5,", "lon: must be between -180 and 180, got -180.5"),
+        ("b,2026-11-21T22:03:00Z,1,abc,", "lon: must be a number, got 'abc'"),
+        ("b,2026-11-21T22:03:00Z,nan,2,", "lat: must be finite, got nan"),
+        ("b,2026-11-21T22:03:00Z,,2,", "lat: is required"),
+        ("b,2026-11-21 10:00,1,2,", "timestamp: has no UTC offset: '2026-11-21 10:00'"),
+        ("b,2026-11-21,1,2,", "timestamp: must be ISO 8601 with a UTC offset or epoch seconds, got '2026-11-21'"),
+        ("b,yesterday,1,2,", "timestamp: must be ISO 8601 with a UTC offset or epoch seconds, got 'yesterday'"),
+        ("b,2026-02-30T10:00:00Z,1,2,", "timestamp: is not a valid date and time: '2026-02-30T10:00:00Z'"),
+        ("b,,1,2,", "timestamp: is required"),
+        ("b,1795298580000,1,2,", f"timestamp: {YEARS}, got 1795298580000"),
+        (",2026-11-21T22:03:00Z,1,2,", "device_id: is required"),
+        ("x" * 65 + ",2026-11-21T22:03:00Z,1,2,", "device_id: must be at most 64 characters, got 65"),
+        ("b,2026-11-21T22:03:00Z,1,2,-3", "accuracy_m: must be >= 0, got -3"),
+        ("b,2026-11-21T22:03:00Z,1,2,inf", "accuracy_m: must be finite, got inf"),
         ("b,2026-11-21T22:03:00Z,1", "row has 3 fields, header has 5"),
         ("b,2026-11-21T22:03:00Z,1,2,3,4", "row has 6 fields, header has 5"),
     ],
@@ -174,7 +175,7 @@ def test_read_ping_csv_device_id_of_64_multibyte_chars_accepted(tmp_path: Path) 
 def test_read_ping_csv_invalid_utf8_device_id_rejected_per_row(tmp_path: Path) -> None:
     path = _write(tmp_path, f"{HEADER}\nbad\xff,1795298580,1,2,\nok,1795298580,1,2,\n".encode("latin-1"))
     _, batch, errors = _read_all(path)
-    assert errors == [RowError(2, "device_id 'bad\ufffd' is not valid UTF-8")]
+    assert errors == [RowError(2, "device_id: is not valid UTF-8: 'bad\ufffd'")]
     assert batch.device_id.tolist() == ["ok"]
 
 
@@ -185,8 +186,8 @@ def test_read_ping_csv_several_bad_fields_joined_in_one_reason(tmp_path: Path) -
     assert errors == [
         RowError(
             2,
-            "device_id is empty; timestamp '2026-11-21T22:03:00' has no UTC offset; "
-            "lat '95' out of range [-90, 90]; accuracy_m '-1' must be >= 0",
+            "device_id: is required; timestamp: has no UTC offset: '2026-11-21T22:03:00'; "
+            "lat: must be between -90 and 90, got 95; accuracy_m: must be >= 0, got -1",
         )
     ]
 
@@ -244,7 +245,7 @@ def test_read_ping_csv_small_batches_keep_line_numbers(tmp_path: Path) -> None:
             expected_errors.append(RowError(line_no, "row has 3 fields, header has 5"))
         elif i % 5 == 4:
             lines.append(f"d{i},2026-11-21T22:03:00Z,99,2,")
-            expected_errors.append(RowError(line_no, "lat '99' out of range [-90, 90]"))
+            expected_errors.append(RowError(line_no, "lat: must be between -90 and 90, got 99"))
         elif i == 10:
             lines.append("")  # blank: skipped silently, still a line
         else:
@@ -282,14 +283,14 @@ def test_read_ping_csv_extra_columns_carried_as_extras(tmp_path: Path) -> None:
         f"{HEADER},callsign,speed_mps,heading_deg,status,colour\n"
         "a,1795298580,1,2,,ALPHA 1,3.5,,on patrol,red\n"
         "b,1795298581,1,2,,,,270,,blue\n"
-        "c,1795298582,1,2,,,fast,90.5,,green\n",
+        "c,1795298582,1,2,,,1.5,90.5,,green\n",
     )
     _, batch, errors = _read_all(path)
     assert errors == []
     assert batch.extras.tolist() == [
-        {"callsign": "ALPHA 1", "status": "on patrol", "speed_mps": 3.5, "heading_deg": None},
-        {"callsign": None, "status": None, "speed_mps": None, "heading_deg": 270.0},
-        {"callsign": None, "status": None, "speed_mps": "fast", "heading_deg": 90.5},
+        {"callsign": "ALPHA 1", "speed_mps": 3.5, "heading_deg": None, "status": "on patrol"},
+        {"callsign": None, "speed_mps": None, "heading_deg": 270.0, "status": None},
+        {"callsign": None, "speed_mps": 1.5, "heading_deg": 90.5, "status": None},
     ]
 
 
@@ -343,4 +344,4 @@ def test_read_ping_csv_blank_lines_with_one_line_batches_skipped_and_counted(tmp
     path = _write(tmp_path, f"{HEADER}\n" + "\n" * 100 + "a,1795298580,1,2,\n\nb,1795298580,1,2,-1\n")
     _, batch, errors = _read_all(path, batch_rows=1)
     assert batch.device_id.tolist() == ["a"]
-    assert errors == [RowError(104, "accuracy_m '-1' must be >= 0")]
+    assert errors == [RowError(104, "accuracy_m: must be >= 0, got -1")]

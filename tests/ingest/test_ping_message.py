@@ -9,21 +9,22 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from geofence.pings import PingBatch
 from ingest.csv_pings import read_ping_csv
 from ingest.ping_message import (
-    _ROW,
     BodyError,
     ParsedPings,
     Ping,
     Reject,
     UnsupportedContentType,
+    _PingRow,
     parse_http_body,
     parse_messages,
 )
 
+YEARS = "must be in the years 1970-9998 UTC (epoch in seconds, not milliseconds)"
 T0 = datetime(2026, 11, 21, 22, 3, tzinfo=UTC).timestamp()
 BASE = {"device_id": '"R00012"', "ts": '"2026-11-21T22:03:00Z"', "lat": "51.5", "lon": "-0.12"}
 
@@ -63,9 +64,9 @@ def assert_same_batch(a: PingBatch, b: PingBatch) -> None:
         {"heading_deg": "359.999"},
         {"speed_mps": "-1"},  # speed only has to be finite
         {"callsign": '"' + "c" * 64 + '"'},
-        {"ts": '"0001-01-01T00:00:00Z"'},  # first instant of year 1
-        {"ts": '"9999-12-31T23:59:59.999999Z"'},  # last instant of year 9999
-        {"ts": "-62135596800"},  # the same, as epoch seconds
+        {"ts": '"1970-01-01T00:00:00Z"'},  # first instant accepted (ingest.rules)
+        {"ts": '"9998-12-31T23:59:59.999999Z"'},  # last instant accepted
+        {"ts": "0"},  # the first, as epoch seconds
         {"ts": '"2026-11-21 22:03:00+0100"'},  # space separator, offset without colon
         {"unknown": '{"nested": [1, 2]}'},  # unknown fields are ignored
     ],
@@ -149,40 +150,44 @@ def test_parse_messages_extras_hold_present_carried_fields_only() -> None:
 
 #: One case per rule: (raw JSON overrides of a good ping, the field named, how the reason starts).
 REFUSED = [
-    ({"lat": "90.000001"}, "lat", "Input should be less than or equal to 90"),
-    ({"lat": "-90.5"}, "lat", "Input should be greater than or equal to -90"),
-    ({"lon": "180.5"}, "lon", "Input should be less than or equal to 180"),
-    ({"lon": "-181"}, "lon", "Input should be greater than or equal to -180"),
-    ({"lat": "NaN"}, "lat", "Input should be a finite number"),  # non-JSON literal, still refused
-    ({"lon": "-Infinity"}, "lon", "Input should be a finite number"),
-    ({"lat": "1e400"}, "lat", "Input should be a finite number"),  # overflows to inf
-    ({"lat": '"51.5"'}, "lat", "Input should be a valid number"),  # numbers must be JSON numbers
-    ({"lat": "true"}, "lat", "Input should be a valid number"),
-    ({"lat": None}, "lat", "Field required"),
-    ({"lon": "null"}, "lon", "Input should be a valid number"),
-    ({"accuracy_m": "-0.1"}, "accuracy_m", "Input should be greater than or equal to 0"),
-    ({"accuracy_m": "Infinity"}, "accuracy_m", "Input should be a finite number"),
-    ({"device_id": None}, "device_id", "Field required"),
-    ({"device_id": '""'}, "device_id", "String should have at least 1 character"),
-    ({"device_id": '"' + "d" * 65 + '"'}, "device_id", "String should have at most 64 characters"),
-    ({"device_id": "12345"}, "device_id", "Input should be a valid string"),
-    ({"ts": None}, "ts", "Field required"),
-    ({"ts": '"2026-11-21T22:03:00"'}, "ts", "timestamp has no UTC offset"),
-    ({"ts": '"2026-11-21T22:03:00.5"'}, "ts", "timestamp has no UTC offset"),
-    ({"ts": "true"}, "ts", "must be an ISO 8601 string with a UTC offset or epoch seconds, not a boolean"),
-    ({"ts": "null"}, "ts", "must be an ISO 8601 string with a UTC offset or epoch seconds, not null"),
-    ({"ts": "NaN"}, "ts", "epoch seconds must be finite"),
-    ({"ts": "1795298580000"}, "ts", "out of range (epoch must be in seconds, years 1-9999)"),  # milliseconds
-    ({"ts": "-62135596801"}, "ts", "out of range (epoch must be in seconds, years 1-9999)"),
-    ({"ts": '"0001-01-01T00:00:00+01:00"'}, "ts", "out of range (years 1-9999)"),  # year 0 in UTC
-    ({"ts": '"1795298580"'}, "ts", "epoch seconds must be a JSON number, not a string"),
-    ({"ts": '"2026-02-30T00:00:00Z"'}, "ts", "not an ISO 8601 timestamp (day value is outside expected range)"),
-    ({"heading_deg": "360"}, "heading_deg", "Input should be less than 360"),
-    ({"heading_deg": "-1"}, "heading_deg", "Input should be greater than or equal to 0"),
-    ({"speed_mps": "NaN"}, "speed_mps", "Input should be a finite number"),
-    ({"callsign": '"' + "c" * 65 + '"'}, "callsign", "String should have at most 64 characters"),
-    ({"officer_id": "7"}, "officer_id", "Input should be a valid string"),
-    ({"fence_id": '"' + "f" * 257 + '"'}, "fence_id", "String should have at most 256 characters"),
+    ({"lat": "90.000001"}, "lat", "must be between -90 and 90, got 90.000001"),
+    ({"lat": "-90.5"}, "lat", "must be between -90 and 90, got -90.5"),
+    ({"lon": "180.5"}, "lon", "must be between -180 and 180, got 180.5"),
+    ({"lon": "-181"}, "lon", "must be between -180 and 180, got -181"),
+    ({"lat": "NaN"}, "lat", "must be finite, got nan"),  # non-JSON literal, still refused
+    ({"lon": "-Infinity"}, "lon", "must be finite, got -inf"),
+    ({"lat": "1e400"}, "lat", "must be finite, got inf"),  # overflows to inf
+    ({"lat": '"51.5"'}, "lat", "must be a JSON number, not a string: '51.5'"),  # numbers must be JSON numbers
+    ({"lat": "true"}, "lat", "must be a number, got true"),
+    ({"lat": None}, "lat", "is required"),
+    ({"lon": "null"}, "lon", "is required"),
+    ({"accuracy_m": "-0.1"}, "accuracy_m", "must be >= 0, got -0.1"),
+    ({"accuracy_m": "Infinity"}, "accuracy_m", "must be finite, got inf"),
+    ({"device_id": None}, "device_id", "is required"),
+    ({"device_id": '""'}, "device_id", "is required"),
+    ({"device_id": '"' + "d" * 65 + '"'}, "device_id", "must be at most 64 characters, got 65"),
+    ({"device_id": "12345"}, "device_id", "must be a string, got 12345"),
+    ({"device_id": '"R\\u00007"'}, "device_id", "holds control character U+0000: 'R\\x007'"),  # PostgreSQL
+    ({"callsign": '"C\\u0085X"'}, "callsign", "holds control character U+0085: 'C\\x85X'"),  # C1 too
+    ({"ts": None}, "ts", "is required"),
+    ({"ts": '"2026-11-21T22:03:00"'}, "ts", "has no UTC offset: '2026-11-21T22:03:00'"),
+    ({"ts": '"2026-11-21T22:03:00.5"'}, "ts", "has no UTC offset: '2026-11-21T22:03:00.5'"),
+    ({"ts": '"2026-11-21T22:03:00+01"'}, "ts", "must be ISO 8601 with a UTC offset or epoch seconds, got"),
+    ({"ts": "true"}, "ts", "must be ISO 8601 with a UTC offset or epoch seconds, got true"),
+    ({"ts": "null"}, "ts", "is required"),
+    ({"ts": "NaN"}, "ts", "must be finite, got nan"),
+    ({"ts": "1795298580000"}, "ts", f"{YEARS}, got 1795298580000"),  # milliseconds
+    ({"ts": "-1"}, "ts", f"{YEARS}, got -1"),
+    ({"ts": '"0001-01-01T00:00:00Z"'}, "ts", f"{YEARS}, got '0001-01-01T00:00:00Z'"),  # year 1
+    ({"ts": '"9999-01-01T00:00:00Z"'}, "ts", f"{YEARS}, got '9999-01-01T00:00:00Z'"),  # year 9999
+    ({"ts": '"1795298580"'}, "ts", "epoch seconds must be a JSON number, not a string: '1795298580'"),
+    ({"ts": '"2026-02-30T00:00:00Z"'}, "ts", "is not a valid date and time: '2026-02-30T00:00:00Z'"),
+    ({"heading_deg": "360"}, "heading_deg", "must be >= 0 and < 360, got 360"),
+    ({"heading_deg": "-1"}, "heading_deg", "must be >= 0 and < 360, got -1"),
+    ({"speed_mps": "NaN"}, "speed_mps", "must be finite, got nan"),
+    ({"callsign": '"' + "c" * 65 + '"'}, "callsign", "must be at most 64 characters, got 65"),
+    ({"officer_id": "7"}, "officer_id", "must be a string, got 7"),
+    ({"fence_id": '"' + "f" * 129 + '"'}, "fence_id", "must be at most 128 characters, got 129"),
 ]
 
 
@@ -214,8 +219,7 @@ def test_parse_messages_several_bad_fields_named_in_one_reject() -> None:
     (reject,) = one(msg(lat="91", lon="181", device_id=None)).rejects
     assert reject.field == "device_id"
     assert str(reject) == (
-        "device_id: Field required; lat: Input should be less than or equal to 90; "
-        "lon: Input should be less than or equal to 180"
+        "device_id: is required; lat: must be between -90 and 90, got 91; lon: must be between -180 and 180, got 181"
     )
 
 
@@ -254,7 +258,7 @@ def test_parse_messages_empty_and_none_values_rejected_as_empty() -> None:
     assert [(r.index, r.field, r.reason) for r in parsed.rejects] == [
         (0, None, "empty message"),
         (2, None, "empty message"),
-        (3, "lat", "Input should be less than or equal to 90"),
+        (3, "lat", "must be between -90 and 90, got 91"),
     ]
 
 
@@ -301,7 +305,7 @@ def test_parse_http_body_array_ndjson_and_messages_give_identical_batches() -> N
 
 def test_ping_model_errors_match_rejects() -> None:
     # The Ping model (HTTP/OpenAPI) and the fast path phrase every refusal the same way.
-    for raw in ({"lat": "91"}, {"ts": '"2026-11-21T22:03:00"'}, {"ts": "true"}, {"device_id": None}):
+    for raw in ({"lat": "91"}, {"ts": '"2026-11-21T22:03:00"'}, {"ts": "true"}, {"device_id": '"R\\u00007"'}):
         (reject,) = one(msg(**raw)).rejects
         with pytest.raises(ValidationError) as info:
             Ping.model_validate_json(msg(**raw))
@@ -310,7 +314,7 @@ def test_ping_model_errors_match_rejects() -> None:
 
 
 def test_ping_model_fields_match_fast_path_fields() -> None:
-    fast = {name: f["required"] for name, f in _ROW.core_schema["fields"].items()}
+    fast = {name: f["required"] for name, f in TypeAdapter(_PingRow).core_schema["fields"].items()}
     model = {name: f.is_required() for name, f in Ping.model_fields.items()}
     assert fast == model
     assert {name for name, required in model.items() if required} == {"device_id", "ts", "lat", "lon"}
@@ -341,7 +345,7 @@ def test_parse_http_body_array_bad_items_rejected_with_array_index() -> None:
     parsed = parse_http_body(body, "application/json")
     assert parsed.batch.device_id.tolist() == ["A", "C"]
     assert [(r.index, r.field) for r in parsed.rejects] == [(1, "ts"), (2, None)]
-    assert str(parsed.rejects[0]) == "ts: Field required; lat: Field required; lon: Field required"
+    assert str(parsed.rejects[0]) == "ts: is required; lat: is required; lon: is required"
 
 
 def test_parse_http_body_single_object_one_ping() -> None:

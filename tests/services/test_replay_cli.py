@@ -13,10 +13,10 @@ from support.helpers import square_geometry
 from support.paths import SAMPLES
 
 from geofence.engine import Engine
-from geofence.fences import fences_from_geojson
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
-from ingest.csv_pings import write_ping_csv
+from ingest.csv_pings import read_ping_csv, write_ping_csv
+from ingest.geojson_fences import fences_from_geojson, load_fences
 from services.cli import main
 from services.workload import make_workload
 
@@ -88,8 +88,8 @@ def test_replay_bad_rows_reported_with_line_numbers_good_rows_processed(
     code, events = replay(tmp_path, fences_file(tmp_path), pings)
     err = capsys.readouterr().err
     assert code == 0
-    assert f"{pings}:3: lat '91.5' out of range [-90, 90]" in err
-    assert f"{pings}:4: lon 'abc' is not a number" in err
+    assert f"{pings}:3: lat: must be between -90 and 90, got 91.5" in err
+    assert f"{pings}:4: lon: must be a number, got 'abc'" in err
     assert [(e["type"], e["ts"]) for e in events] == [("enter", "2026-11-21T22:00:30Z")]
     assert "2 bad" in err
 
@@ -157,6 +157,7 @@ def test_replay_negative_parameter_rejected_naming_it(tmp_path: Path, capsys: py
     assert "debounce_s" in capsys.readouterr().err
 
 
+@pytest.mark.integration  # runs the installed command as a process
 def test_hotspots_console_command_installed_and_runs_sample() -> None:
     exe = Path(sys.executable).parent / "hotspots"
     done = subprocess.run(
@@ -175,3 +176,36 @@ def test_hotspots_console_command_installed_and_runs_sample() -> None:
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_replay_ping_naming_unknown_fence_refused_as_live_known_fence_applied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pings = tmp_path / "pings.csv"
+    pings.write_text(
+        "device_id,timestamp,lat,lon,fence_id\n"
+        "d1,2026-11-21T22:00:00Z,0.0005,0.0005,A\n"  # line 2: names a fence that exists
+        "d2,2026-11-21T22:00:00Z,0.0005,0.0005,NOPE\n"  # line 3: live sends this to the DLQ
+    )
+    code, events = replay(tmp_path, fences_file(tmp_path), pings)
+    err = capsys.readouterr().err
+    assert code == 0
+    assert f"{pings}:3: fence_id: unknown fence 'NOPE'" in err  # the matcher's DLQ reason (ingest.rules)
+    assert [(e["type"], e["device_id"]) for e in events] == [("enter", "d1")]
+    assert "1 bad" in err
+
+
+def test_replay_non_ascii_event_bytes_equal_live_serialisation(tmp_path: Path) -> None:
+    pings = tmp_path / "pings.csv"
+    pings.write_text(
+        "device_id,timestamp,lat,lon,officer_id,callsign\nd1,2026-11-21T22:00:00Z,0.0005,0.0005,Zoë Ørsted,Ünit 7\n",
+        encoding="utf-8",
+    )
+    code, _ = replay(tmp_path, fences_file(tmp_path), pings)
+    written = (tmp_path / "events.jsonl").read_bytes()
+    live = Engine(FenceIndex(load_fences(fences_file(tmp_path))), EngineParams())
+    (chunk,) = read_ping_csv(pings)
+    assert code == 0
+    events = live.process(chunk.batch).events + live.flush()
+    assert written == b"".join(e.to_json() + b"\n" for e in events)  # what the live outbox produces
+    assert "Zoë Ørsted".encode() in written and b"\\u" not in written  # UTF-8, not escaped

@@ -25,12 +25,13 @@ BAD_CSV = (
     "g3,2026-11-21T22:30:00+01:00,51.5,-0.12,Robbery,-0\n"
 )
 BAD_CSV_ERRORS = [
-    (3, "ts", "ts '2026-11-21T22:00:00' has no UTC offset"),
-    (4, "lat", "lat '91.5' out of range [-90, 90]"),
-    (7, "ts", "ts is empty (and no month given)"),
-    (8, "lat", "lat 'abc' is not a number"),
-    (8, "category", "category is empty"),
-    (8, "harm_weight", "harm_weight 'x' is not a number"),
+    (3, "ts", "ts: has no UTC offset: '2026-11-21T22:00:00'"),
+    (4, "lat", "lat: must be between -90 and 90, got 91.5"),
+    (7, "ts", "ts: is required (or a month)"),
+    (8, "id", "id: holds control character U+000A: 'b4\\nmulti'"),  # a line break is a control character
+    (8, "lat", "lat: must be a number, got 'abc'"),
+    (8, "category", "category: is required"),
+    (8, "harm_weight", "harm_weight: must be a number, got 'x'"),
     (10, None, "row has 4 fields, header has 6"),
 ]
 

@@ -9,9 +9,9 @@ import sqlalchemy as sa
 
 from geofence.engine import Engine
 from geofence.events import Event
-from geofence.fences import fences_from_geojson
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
+from ingest.geojson_fences import fences_from_geojson
 from services.store import (
     DwellRow,
     Observations,

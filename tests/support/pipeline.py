@@ -44,7 +44,6 @@ from services.cli import main as hotspots_main
 from services.pipeline.broker import ensure_topics, free_port
 from services.store import database_url
 from services.workload import Workload
-from support import databases
 
 T = TypeVar("T")
 
@@ -326,13 +325,6 @@ def assignments(service: Service) -> list[set[int]]:
 
 
 # -- PostgreSQL --------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    """A new, empty PostgreSQL database for one pipeline test, dropped afterwards; yields its URL."""
-    async with databases.fresh_database("hotspots_pipeline") as url:
-        yield url
 
 
 async def pg_checkpointed(url: str, names: Names) -> int:

@@ -62,16 +62,18 @@ export function withQuery(path, params) {
 }
 
 // The live event stream (GET /v1/events/stream) read with fetch(), not EventSource: EventSource
-// cannot send the Authorization header, and a key in the URL would end up in logs. Reconnects
-// by itself (after a network drop, a service restart, or a silent connection) and resumes with
-// Last-Event-ID, so no event is missed.
+// cannot send the Authorization header, and a key in the URL would end up in logs. Starts after
+// event `after` (the seq of the snapshot the page shows); reconnects by itself (after a network
+// drop, a service restart, or a silent connection) and resumes with Last-Event-ID, so no event
+// is missed. `event: fences` messages report the fence-set version (onFences).
 export class EventStream {
-  constructor(api, { onEvents, onStatus, quietLimitMs = 40000 }) {
+  constructor(api, { after, onEvents, onStatus, onFences, quietLimitMs = 40000 }) {
     this.api = api;
     this.onEvents = onEvents;
     this.onStatus = onStatus;
+    this.onFences = onFences;
     this.quietLimitMs = quietLimitMs; // the server sends a comment every 15 s
-    this.lastId = null;
+    this.lastId = after === undefined ? null : String(after);
     this.retryMs = 1000;
     this.stopped = false;
     this.controller = null;
@@ -142,6 +144,7 @@ export class EventStream {
 
   parse(block) {
     let id = null;
+    let kind = "message";
     let data = "";
     for (const line of block.split("\n")) {
       if (line.startsWith(":")) continue;
@@ -149,11 +152,16 @@ export class EventStream {
       const field = colon < 0 ? line : line.slice(0, colon);
       const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
       if (field === "id") id = value;
+      else if (field === "event") kind = value;
       else if (field === "data") data += (data ? "\n" : "") + value;
       else if (field === "retry" && /^\d+$/.test(value)) this.retryMs = Number(value);
     }
     if (id !== null) this.lastId = id;
     if (!data) return null;
+    if (kind === "fences") {
+      this.onFences(JSON.parse(data).fence_version);
+      return null;
+    }
     return { ...JSON.parse(data), seq: id === null ? null : Number(id) };
   }
 }

@@ -13,25 +13,39 @@ export class Live {
   constructor() {
     this.fences = new Map(); // fence id -> {id, name, feature, inside: Map(device id -> since), due: row|null}
     this.devices = new Map(); // device id -> {id, callsign, officerId, lat, lon, ts, lost}
+    this.unloaded = new Map(); // fence id -> inside (device id -> since) of fences newer than those loaded
+    this.fenceVersion = -1; // of the fence set loaded
     this.lastSeq = 0;
     this.applied = 0; // events applied since the page loaded
   }
 
-  setFences(features) {
-    this.fences.clear();
-    for (const feature of features) {
+  // GET /v1/fences (again when the fence set moved on): who is inside a fence that stays is kept,
+  // and a new fence takes the inside set its events built up before it was loaded.
+  setFences(answer) {
+    const before = this.fences;
+    this.fences = new Map();
+    for (const feature of answer.features) {
       const id = fenceIdOf(feature);
-      this.fences.set(id, { id, name: feature.properties?.name ?? id, feature, inside: new Map(), due: null });
+      const inside = before.get(id)?.inside ?? this.unloaded.get(id) ?? new Map();
+      this.unloaded.delete(id);
+      this.fences.set(id, { id, name: feature.properties?.name ?? id, feature, inside, due: before.get(id)?.due ?? null });
     }
+    this.fenceVersion = answer.fence_set_version ?? this.fenceVersion;
+  }
+
+  // Whether the fence set has moved past the one loaded (a fence version from the stream or an event).
+  fencesMoved(version) {
+    return Number.isInteger(version) && version > this.fenceVersion;
   }
 
   // GET /v1/presence: who is inside each fence now (authoritative for the inside sets).
   setPresence(answer) {
     for (const fence of this.fences.values()) fence.inside.clear();
+    this.unloaded.clear();
     for (const { fence_id: fenceId, devices } of answer.fences) {
-      const fence = this.fences.get(fenceId);
+      const inside = this.insideOf(fenceId);
       for (const d of devices) {
-        fence?.inside.set(d.device_id, d.since);
+        inside.set(d.device_id, d.since);
         this.fix(d.device_id, d.last_ts, d.lat, d.lon, d.callsign, d.officer_id, d.lost);
       }
     }
@@ -42,10 +56,20 @@ export class Live {
     for (const d of answer.devices) this.fix(d.device_id, d.last_seen, d.lat, d.lon, d.callsign, d.officer_id, d.lost);
   }
 
-  // Live events, in stream order; returns {fences, devices}: the ids whose look may have changed.
+  // Who is inside a fence, loaded or not yet (a hot spot created after the page loaded its fences).
+  insideOf(fenceId) {
+    const fence = this.fences.get(fenceId);
+    if (fence) return fence.inside;
+    if (!this.unloaded.has(fenceId)) this.unloaded.set(fenceId, new Map());
+    return this.unloaded.get(fenceId);
+  }
+
+  // Live events, in stream order; returns {fences, devices}: the ids whose look may have changed,
+  // and reloadFences: an event was matched against a newer fence set than the one loaded.
   apply(events) {
     const fences = new Set();
     const devices = new Set();
+    let reloadFences = false;
     for (const e of events) {
       if (e.seq !== null && e.seq !== undefined) {
         if (e.seq <= this.lastSeq) continue; // a repeat after a reconnect
@@ -54,14 +78,16 @@ export class Live {
       this.applied += 1;
       this.applyToDevice(e);
       devices.add(e.device_id);
-      const fence = this.fences.get(e.fence_id); // none for a device-only event (no fence_id)
-      if (!fence) continue;
-      if (e.type === "enter") fence.inside.set(e.device_id, epoch(e.ts));
-      else if (e.type === "exit") fence.inside.delete(e.device_id);
+      if (e.fence_id === null || e.fence_id === undefined) continue; // a device-only event
+      const unknown = !this.fences.has(e.fence_id) && !this.unloaded.has(e.fence_id); // asked once per fence
+      if (unknown || this.fencesMoved(e.fence_version)) reloadFences = true;
+      const inside = this.insideOf(e.fence_id);
+      if (e.type === "enter") inside.set(e.device_id, epoch(e.ts));
+      else if (e.type === "exit") inside.delete(e.device_id);
       else continue;
-      fences.add(fence.id);
+      fences.add(e.fence_id);
     }
-    return { fences, devices };
+    return { fences, devices, reloadFences };
   }
 
   applyToDevice(e) {
@@ -111,5 +137,10 @@ export class Live {
 
   fencesOf(deviceId) {
     return [...this.fences.values()].filter((f) => f.inside.has(deviceId));
+  }
+
+  // The visits of a device shown as open now: [[fence id, since], ...].
+  openVisitsOf(deviceId) {
+    return this.fencesOf(deviceId).map((f) => [f.id, f.inside.get(deviceId)]);
   }
 }

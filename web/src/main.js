@@ -9,8 +9,8 @@ const NOTICE = "hotspots.notice";
 const DUE_EVERY_MS = 15000;
 const DUE_AFTER_VISIT_MS = 2000;
 const AGE_EVERY_MS = 10000;
-// Longest wait for the stream's first connection before the snapshot is read anyway.
-const CONNECT_WAIT_MS = 5000;
+// A fence reload that failed is tried again after this long.
+const FENCES_RETRY_MS = 5000;
 
 const form = document.getElementById("signin");
 form.addEventListener("submit", (e) => {
@@ -61,7 +61,7 @@ class ControlRoom {
   constructor(api, config, fences) {
     this.api = api;
     this.live = new Live();
-    this.live.setFences(fences.features);
+    this.live.setFences(fences);
     this.map = new MapView(document.getElementById("map"), {
       tileUrl: config.map_tile_url,
       onFence: (id) => this.panels.showFence(id),
@@ -70,27 +70,16 @@ class ControlRoom {
     this.panels = new Panels({ api, live: this.live, map: this.map });
     this.queued = [];
     this.frame = 0;
-    this.ready = false; // the snapshot is in: live events are applied from now on
     this.loaded = false; // ...and the due list too: everything is on show
     this.status = "connecting";
     this.dueTimer = 0;
+    this.fenceLoad = null; // the fence reload under way, if any
+    this.fencesAgain = false; // ...and whether the fence set moved again meanwhile
     this.exposeForTests();
   }
 
   async run() {
     this.map.drawFences(this.live);
-    // The stream starts first and its events wait until the snapshot is in: none falls in between.
-    let connected;
-    const firstConnection = new Promise((resolve) => (connected = resolve));
-    this.stream = new EventStream(this.api, {
-      onEvents: (batch) => this.queue(batch),
-      onStatus: (status) => {
-        this.setStatus(status);
-        if (status === "live") connected();
-      },
-    });
-    this.stream.start();
-    await Promise.race([firstConnection, new Promise((resolve) => setTimeout(resolve, CONNECT_WAIT_MS))]);
     const now = Date.now() / 1000;
     let presence;
     let devices;
@@ -100,15 +89,25 @@ class ControlRoom {
         break;
       } catch (error) {
         if (error instanceof Unauthorized) return;
-        await sleep(waitMs); // the service is away or busy: the stream's events wait meanwhile
+        await sleep(waitMs); // the service is away or busy
       }
     }
     this.live.setDevices(devices);
     this.live.setPresence(presence);
-    this.ready = true;
+    // Each answer reflects the events up to its seq: the stream resumes after the older of the two,
+    // so no event recorded between the snapshot and the stream is missed (a repeat changes nothing).
+    const seq = Math.min(presence.seq, devices.seq);
+    this.live.lastSeq = seq;
+    this.stream = new EventStream(this.api, {
+      after: seq,
+      onEvents: (batch) => this.queue(batch),
+      onStatus: (status) => this.setStatus(status),
+      onFences: (version) => this.live.fencesMoved(version) && this.reloadFences(),
+    });
+    this.stream.start();
     this.map.restyleFences(this.live, this.live.fences.keys());
     this.map.updateOfficers(this.live, null, now);
-    this.flush();
+    this.showCounts();
     await this.refreshDue();
     setInterval(() => this.refreshDue(), DUE_EVERY_MS);
     setInterval(() => this.map.ageOfficers(this.live, Date.now() / 1000), AGE_EVERY_MS);
@@ -116,10 +115,40 @@ class ControlRoom {
     this.loaded = true;
   }
 
+  // The fence set moved on (a hot spot added, changed or removed): load it again and redraw.
+  async reloadFences() {
+    if (this.fenceLoad) {
+      this.fencesAgain = true;
+      return;
+    }
+    this.fenceLoad = (async () => {
+      do {
+        this.fencesAgain = false;
+        let answer;
+        try {
+          answer = await this.api.get("/v1/fences");
+        } catch (error) {
+          if (error instanceof Unauthorized) return;
+          setTimeout(() => this.reloadFences(), FENCES_RETRY_MS);
+          return;
+        }
+        this.live.setFences(answer);
+        this.map.drawFences(this.live, false);
+        if (this.map.selected !== null) this.map.select(this.live, this.map.selected);
+        this.showCounts();
+      } while (this.fencesAgain);
+    })();
+    try {
+      await this.fenceLoad;
+    } finally {
+      this.fenceLoad = null;
+    }
+  }
+
   // Events are applied once per animation frame, however many arrive in between.
   queue(batch) {
     this.queued.push(...batch);
-    if (!this.ready || this.frame) return;
+    if (this.frame) return;
     this.frame = document.hidden ? setTimeout(() => this.flush(), 1000) : requestAnimationFrame(() => this.flush());
   }
 
@@ -132,6 +161,7 @@ class ControlRoom {
     this.map.updateOfficers(this.live, changed.devices, Date.now() / 1000);
     this.panels.refresh(changed);
     this.showCounts();
+    if (changed.reloadFences) this.reloadFences();
     if (changed.fences.size && !this.dueTimer) {
       this.dueTimer = setTimeout(() => this.refreshDue(), DUE_AFTER_VISIT_MS); // a visit may take a fence off the list
     }
@@ -193,6 +223,8 @@ class ControlRoom {
       },
       lastSeq: () => live.lastSeq,
       applied: () => live.applied,
+      fenceVersion: () => live.fenceVersion,
+      fenceIds: () => [...live.fences.keys()].sort(),
       ready: () => this.loaded,
       status: () => this.status,
     });

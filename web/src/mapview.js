@@ -102,7 +102,8 @@ export class MapView {
   }
 
   // One layer group per kind, so one tooltip and one click handler serve thousands of shapes.
-  drawFences(live) {
+  // fit: frame every hot spot (at load; a reload of changed fences leaves the view where it is).
+  drawFences(live, fit = true) {
     this.fenceGroup?.remove();
     this.fenceLayers.clear();
     this.fenceGroup = L.geoJSON(
@@ -117,10 +118,11 @@ export class MapView {
     this.fenceGroup.on("click", (e) => this.onFence(fenceIdOf(e.layer.feature)));
     this.fenceGroup.addTo(this.map);
     this.drawBadges(live);
+    this.toggleBadges();
+    if (!fit) return;
     const bounds = this.fenceGroup.getBounds();
     if (bounds.isValid()) this.map.fitBounds(bounds, { padding: [20, 20] });
     else this.map.setView([51.5, -0.12], 12);
-    this.toggleBadges();
   }
 
   // Zoomed out, a hot spot is a few pixels under its officers' marks: a ring in its colour around

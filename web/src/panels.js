@@ -125,6 +125,8 @@ export class Panels {
       if (e.type === "enter") open.set(e.device_id, epoch(e.ts));
       else if (e.type === "exit") spans.push([open.get(e.device_id) ?? start, epoch(e.ts)]), open.delete(e.device_id);
     }
+    const inside = this.live.fences.get(this.fenceId)?.inside ?? new Map();
+    for (const [device, since] of inside) if (!open.has(device)) open.set(device, since); // inside all day
     for (const since of open.values()) spans.push([since, now]);
     const pct = (t) => (100 * (Math.max(t, start) - start)) / 86400;
     const bars = spans.map(([a, b]) => {
@@ -174,7 +176,7 @@ export class Panels {
         ? `${count(row.visits, "visit")} · inside ${minutes(row.inside_s)} · outside ${minutes(row.outside_s)} · lost ${minutes(row.lost_s)}`
         : "No fixes today.",
     );
-    document.getElementById("officer-visits").innerHTML = visitsOf(events ?? [])
+    document.getElementById("officer-visits").innerHTML = visitsOf(events ?? [], this.live.openVisitsOf(id))
       .map(([fenceId, a, b]) => {
         const name = this.live.fences.get(fenceId)?.name ?? fenceId;
         const until = b === null ? "now" : clock(b);
@@ -215,8 +217,10 @@ function planText(due, row) {
   return due ? `${figures}; behind by ${Math.round(due.shortfall_minutes)} min until ${clock(due.window_end)}` : figures;
 }
 
-// Enter/exit pairs of one device: [fence, enter ts, exit ts or null while still inside].
-function visitsOf(events) {
+// The visits of one device since midnight: [fence, enter ts, exit ts or null while still inside],
+// by start. One that began before midnight has no ENTER among the events: its EXIT's dwell_s gives
+// its start, or, still open, the live state does (openNow: [[fence, since], ...]).
+export function visitsOf(events, openNow) {
   const open = new Map();
   const visits = [];
   for (const e of events) {
@@ -224,12 +228,15 @@ function visitsOf(events) {
       const visit = [e.fence_id, epoch(e.ts), null];
       open.set(e.fence_id, visit);
       visits.push(visit);
-    } else if (e.type === "exit" && open.has(e.fence_id)) {
-      open.get(e.fence_id)[2] = epoch(e.ts);
+    } else if (e.type === "exit") {
+      const visit = open.get(e.fence_id);
       open.delete(e.fence_id);
+      if (visit) visit[2] = epoch(e.ts);
+      else visits.push([e.fence_id, epoch(e.ts) - (e.dwell_s ?? 0), epoch(e.ts)]);
     }
   }
-  return visits;
+  for (const [fenceId, since] of openNow) if (!open.has(fenceId)) visits.push([fenceId, since, null]);
+  return visits.sort((a, b) => a[1] - b[1]);
 }
 
 // GET /v1/officers/time: today's shifts of the officer, with their minutes inside, outside and lost.

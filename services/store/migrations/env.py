@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.store import database_url
-from services.store.schema import metadata
+from services.store.database import database_url
+from services.store.tables import metadata
 
 
 def _run(connection: sa.Connection) -> None:

@@ -18,7 +18,8 @@ from support.helpers import square_fence
 from support.plans import FRI, SAT, at, plan_doc, put_visits
 
 from geofence.compliance import ComplianceRow, Visits, compliance_rows, credit, due_rows, merge_visits
-from geofence.plans import Occurrence, all_occurrences, parse_plans
+from geofence.plans import Occurrence, all_occurrences
+from ingest.plan_file import parse_plans
 from services.measures import compliance
 from services.settings import Settings
 from services.store import Store, devices_table

@@ -79,9 +79,9 @@ def test_read_police_uk_bulk_layout_without_ids_or_locations(tmp_path: Path) -> 
     )
     parsed = read_incident_csv(path)
     assert [(e.line, e.field, e.reason) for e in parsed.errors] == [
-        (4, "lat", "lat is empty"),
-        (4, "lon", "lon is empty"),
-        (5, "month", "month '2019-13' is not YYYY-MM"),
+        (4, "lat", "lat: is required"),
+        (4, "lon", "lon: is required"),
+        (5, "month", "month: must be YYYY-MM, got '2019-13'"),
     ]
     assert [(i.incident_id[:2], i.category, i.ts, i.ts_end) for i in parsed.incidents] == [
         ("ab", "Burglary", JUNE_2019, JULY_2019),
@@ -129,10 +129,10 @@ def test_json_records_errors_name_position_and_field() -> None:
     )  # fmt: skip
     assert parsed.incidents == [Incident("a", "injury", T0, T0, 1.0, 2.0, "Robbery")]
     assert parsed.errors == [
-        IncidentError("lat", "lat must be a number", index=1),
+        IncidentError("lat", "lat: must be a number, got true", index=1),
         IncidentError(None, "must be a JSON object", index=2),
-        IncidentError("source", "source 'rumour' is not one of crime, call, injury", index=3),
-        IncidentError("category", "category holds a NUL character", index=4),
+        IncidentError("source", "source: must be one of crime, call, injury, got 'rumour'", index=3),
+        IncidentError("category", "category: holds control character U+0000: 'X\\x00'", index=4),
     ]
 
 
@@ -221,12 +221,13 @@ def test_cli_import_reports_bad_rows_as_file_line_reason(tmp_path: Path, capsys:
     out, err = capsys.readouterr()
     assert code == 1
     assert err.splitlines() == [
-        f"{path}:3: ts '2026-11-21T22:00:00' has no UTC offset",
-        f"{path}:4: lat '91.5' out of range [-90, 90]",
-        f"{path}:7: ts is empty (and no month given)",
-        f"{path}:8: lat 'abc' is not a number",
-        f"{path}:8: category is empty",
-        f"{path}:8: harm_weight 'x' is not a number",
+        f"{path}:3: ts: has no UTC offset: '2026-11-21T22:00:00'",
+        f"{path}:4: lat: must be between -90 and 90, got 91.5",
+        f"{path}:7: ts: is required (or a month)",
+        f"{path}:8: id: holds control character U+000A: 'b4\\nmulti'",
+        f"{path}:8: lat: must be a number, got 'abc'",
+        f"{path}:8: category: is required",
+        f"{path}:8: harm_weight: must be a number, got 'x'",
         f"{path}:10: row has 4 fields, header has 6",
     ]
     assert out.strip() == f"{path}: 8 rows, 3 incidents imported (3 new, 0 replaced), 5 rejected"

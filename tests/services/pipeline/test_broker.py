@@ -16,6 +16,8 @@ from support.pipeline import topic_partitions
 
 from services.pipeline.broker import STOP_GRACE_S, BrokerError, EmbeddedBroker, ensure_topics
 
+pytestmark = pytest.mark.integration  # starts real Tansu brokers
+
 
 def _name(prefix: str) -> str:
     """Topic and group names of their own, so tests can share the session broker."""

@@ -38,7 +38,6 @@ from support.pipeline import (
     create_topics,
     csv_messages,
     first_of_each_id,
-    fresh_database,
     get,
     kafka_producer,
     pg_checkpointed,
@@ -58,6 +57,8 @@ from support.pipeline import (
 from geofence.events import format_ts
 from services.pipeline.broker import EmbeddedBroker
 from services.workload import make_workload
+
+pytestmark = pytest.mark.integration  # a real broker and service processes
 
 PARTITIONS = 3
 #: Both sides of every comparison: see the module docstring.
@@ -269,7 +270,7 @@ async def test_pipeline_broker_restarts_empty_mid_stream_no_event_lost(tmp_path:
 
 
 async def test_pipeline_two_matchers_on_postgres_second_joins_mid_stream_events_equal_replay(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: EmbeddedBroker, tmp_path: Path, pg_url: str
 ) -> None:
     fences, pings = write_workload(tmp_path, make_workload(30, 24, 2 * 3600, seed=17))
     expected = replay_events(tmp_path, fences, pings, PARTITIONS, *STRICT_ORDER)
@@ -278,45 +279,45 @@ async def test_pipeline_two_matchers_on_postgres_second_joins_mid_stream_events_
     head, rest = messages[:third], [messages[i : i + 100] for i in range(third, len(messages), 100)]
     names = Names.fresh("pair")
     await create_topics(broker.bootstrap, names, PARTITIONS)
-    async with fresh_database() as db:
+    db = pg_url
 
-        def matcher(name: str) -> Service:
-            """A `--role matcher` process (no HTTP API): state and offsets in the shared store."""
-            flags = ("--database-url", db, *STRICT_ORDER)
-            return Service(broker.bootstrap, tmp_path / name, names, PARTITIONS, fences, "matcher", flags)
+    def matcher(name: str) -> Service:
+        """A `--role matcher` process (no HTTP API): state and offsets in the shared store."""
+        flags = ("--database-url", db, *STRICT_ORDER)
+        return Service(broker.bootstrap, tmp_path / name, names, PARTITIONS, fences, "matcher", flags)
 
-        async def head_consumed() -> bool:
-            return await pg_checkpointed(db, names) == len(head)
+    async def head_consumed() -> bool:
+        return await pg_checkpointed(db, names) == len(head)
 
-        first, second = matcher("a"), matcher("b")
-        try:
-            first.start()
-            await first.wait_assigned()
-            await produce(broker.bootstrap, names.pings, head)
-            await poll_until(head_consumed, "the first third to be checkpointed in PostgreSQL")
+    first, second = matcher("a"), matcher("b")
+    try:
+        first.start()
+        await first.wait_assigned()
+        await produce(broker.bootstrap, names.pings, head)
+        await poll_until(head_consumed, "the first third to be checkpointed in PostgreSQL")
 
-            # The second joins while pings keep coming: the group rebalances under load, and
-            # the partitions that move are restored on the second from the checkpoints the
-            # first wrote as it gave them up.
-            second.start()
-            during, after = rest[: len(rest) // 2], rest[len(rest) // 2 :]
-            async with kafka_producer(broker.bootstrap) as producer:
-                while during and not (assignments(second) and len(assignments(first)) > 1):
-                    await send_all(producer, names.pings, during.pop(0))
-                    await asyncio.sleep(0.1)  # pacing: spread the stream over the rebalance
-                await second.wait_assigned()
-                await first.wait_assigned(2)
-                for chunk in during + after:  # at least half of the stream after the rebalance
-                    await send_all(producer, names.pings, chunk)
-            now = [assignments(first)[-1], assignments(second)[-1]]
-            assert all(now) and now[0] | now[1] == set(range(PARTITIONS)) and not now[0] & now[1], now
-            async with TopicReader(broker.bootstrap, names.events) as reader:
-                live = await reader.collect(len(expected))
-            async with TopicReader(broker.bootstrap, names.dlq) as dlq:
-                rejected = await dlq.collect(0, quiet_s=0.5)
-        finally:
-            await first.stop()
-            await second.stop()
+        # The second joins while pings keep coming: the group rebalances under load, and
+        # the partitions that move are restored on the second from the checkpoints the
+        # first wrote as it gave them up.
+        second.start()
+        during, after = rest[: len(rest) // 2], rest[len(rest) // 2 :]
+        async with kafka_producer(broker.bootstrap) as producer:
+            while during and not (assignments(second) and len(assignments(first)) > 1):
+                await send_all(producer, names.pings, during.pop(0))
+                await asyncio.sleep(0.1)  # pacing: spread the stream over the rebalance
+            await second.wait_assigned()
+            await first.wait_assigned(2)
+            for chunk in during + after:  # at least half of the stream after the rebalance
+                await send_all(producer, names.pings, chunk)
+        now = [assignments(first)[-1], assignments(second)[-1]]
+        assert all(now) and now[0] | now[1] == set(range(PARTITIONS)) and not now[0] & now[1], now
+        async with TopicReader(broker.bootstrap, names.events) as reader:
+            live = await reader.collect(len(expected))
+        async with TopicReader(broker.bootstrap, names.dlq) as dlq:
+            rejected = await dlq.collect(0, quiet_s=0.5)
+    finally:
+        await first.stop()
+        await second.stop()
     assert_same_events(live, expected)
     assert rejected == []  # each moved partition resumed at its checkpoint, not from the start
 

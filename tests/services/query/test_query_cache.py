@@ -76,7 +76,7 @@ async def test_stale_answer_served_only_within_twice_refresh_while_refreshing() 
 
 async def test_presence_snapshot_filters_equal_store_presence_filters(store: Store) -> None:
     await record_all(store, engine_run(officers(), batch_size=5))
-    snapshot = PresenceSnapshot.of(await store.presence())
+    snapshot = PresenceSnapshot.of(await store.presence(), await store.last_event_seq())
     for filters in (
         {},
         {"fence_id": "B"},

@@ -30,11 +30,11 @@ from support.paths import ARTIFACTS
 from api.app import create_app
 from api.context import ServiceContext
 from geofence.engine import Engine
-from geofence.fences import fences_from_geojson
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
-from geofence.plans import parse_plans
+from ingest.geojson_fences import fences_from_geojson
 from ingest.incidents_csv import Incident
+from ingest.plan_file import parse_plans
 from services.access.keys import create_key
 from services.access.roles import Role
 from services.cli import main
@@ -229,6 +229,7 @@ async def test_weekly_report_xlsx_one_styled_sheet_per_table_same_figures_as_csv
 # ---------------------------------------------------------------------- HTML in a browser
 
 
+@pytest.mark.e2e
 async def test_weekly_report_html_renders_charts_in_headless_chromium(report: WeeklyReport) -> None:
     html = render(report, "html")
     assert b"<script" not in html and b"http://" not in html.replace(b"http://www.w3.org/2000/svg", b"")

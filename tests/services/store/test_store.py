@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,14 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 from support.helpers import T0, P, feed, make_engine, square_geometry
+from support.postgres import fresh_database
 
 from geofence.engine import Engine
 from geofence.fences import Fence, make_fence
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
 from services.store import MIGRATIONS_DIR, Checkpoint, Store, database_url
-from services.store.schema import metadata
+from services.store.tables import metadata
 
 TABLES = {"alembic_version", "fence_set", "fences", "checkpoints", "checkpoint_devices", "api_keys", "audit_log"}
 
@@ -129,12 +130,22 @@ def test_database_url_none_is_sqlite_in_created_data_dir(tmp_path: Path) -> None
 HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
 
-async def test_open_fresh_database_creates_schema_at_head(db_url: str) -> None:
-    assert await inspect_db(db_url, table_names) == set()
-    store = await Store.open(db_url)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+async def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database with no schema yet (`db_url` gives one already at head)."""
+    if request.param == "sqlite":
+        yield database_url(None, tmp_path)
+        return
+    async with fresh_database(request.getfixturevalue("pg_admin_url")) as url:
+        yield database_url(url, tmp_path)
+
+
+async def test_open_fresh_database_creates_schema_at_head(empty_db_url: str) -> None:
+    assert await inspect_db(empty_db_url, table_names) == set()
+    store = await Store.open(empty_db_url)
     await store.close()
-    assert await inspect_db(db_url, table_names) >= TABLES
-    assert await inspect_db(db_url, alembic_heads) == {HEAD}
+    assert await inspect_db(empty_db_url, table_names) >= TABLES
+    assert await inspect_db(empty_db_url, alembic_heads) == {HEAD}
 
 
 async def test_open_existing_database_is_idempotent_and_keeps_data(db_url: str) -> None:
@@ -155,8 +166,8 @@ async def test_open_existing_database_is_idempotent_and_keeps_data(db_url: str) 
     assert await inspect_db(db_url, alembic_heads) == {HEAD}
 
 
-async def test_open_two_processes_at_once_on_fresh_database_both_succeed(db_url: str) -> None:
-    stores = await asyncio.gather(Store.open(db_url), Store.open(db_url))
+async def test_open_two_processes_at_once_on_fresh_database_both_succeed(empty_db_url: str) -> None:
+    stores = await asyncio.gather(Store.open(empty_db_url), Store.open(empty_db_url))
     try:
         assert [await s.load_fences() for s in stores] == [([], 0), ([], 0)]
     finally:
