@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 #: The control-room page, built from web/ into the package (api/static/) with the locked npm packages.
 WEB := api/static/index.html
 
-.PHONY: run replay test lint bench sample clean web docs
+.PHONY: run replay test unit lint bench sample clean web docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ $(CHROMIUM):
 
 test: $(STAMP) $(CHROMIUM) $(WEB)
 	$(BIN)/pytest -q
+
+#: The fast unit subset (no broker, PostgreSQL, subprocess or browser), on both cores.
+unit: $(STAMP)
+	$(BIN)/pytest -q -m "not integration and not e2e" -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,13 +6,12 @@ recorded with the checkpoint); every test runs on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
+from support.api import serve_on_port
 
 from api.app import create_app
 from api.context import ServiceContext
@@ -24,7 +23,6 @@ from ingest.geojson_fences import fences_from_geojson
 from services.access.keys import create_key
 from services.access.roles import Role
 from services.metrics import Metrics
-from services.pipeline.broker import free_port
 from services.settings import Settings
 from services.store import Store, devices_now
 from services.workload import make_workload
@@ -182,19 +180,10 @@ async def test_events_filtered_by_type_and_fence(filled: Filled) -> None:
 
 
 async def test_events_stream_sends_new_events_and_resumes_from_last_event_id(filled: Filled) -> None:
-    port = free_port()
     ctx = ServiceContext(Settings(), filled.store, Metrics())
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.02)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=filled.viewer, timeout=10) as c:
-            first = await _read_events(c, {"after": "0"}, 3)
-            resumed = await _read_events(c, {}, 2, last_event_id=first[-1][0])
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_on_port(ctx) as url, httpx.AsyncClient(base_url=url, headers=filled.viewer, timeout=10) as c:
+        first = await _read_events(c, {"after": "0"}, 3)
+        resumed = await _read_events(c, {}, 2, last_event_id=first[-1][0])
     assert [data for _, data in first] == [e.event_id for e in filled.events[:3]]
     assert [data for _, data in resumed] == [e.event_id for e in filled.events[3:5]]
 

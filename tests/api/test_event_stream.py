@@ -17,15 +17,13 @@ from dataclasses import dataclass
 import httpx
 import orjson
 import pytest
-import uvicorn
+from support.api import serve_on_port
 
-from api.app import create_app
 from api.context import ServiceContext
 from geofence.events import Event, EventType
 from services.access.keys import create_key, revoke_key
 from services.access.roles import Role
 from services.metrics import Metrics
-from services.pipeline.broker import free_port
 from services.settings import Settings
 from services.store import DeviceNow, Store
 
@@ -40,7 +38,6 @@ REVOKED_WITHIN_S = 4.0
 class Served:
     url: str
     ctx: ServiceContext
-    server: uvicorn.Server
     viewer: dict[str, str]
     viewer_token: str
 
@@ -59,19 +56,11 @@ async def served(db_url: str) -> AsyncIterator[Served]:
     token = await create_key(db_url, Role.VIEWER, "control room")
     store = await Store.open(db_url)
     ctx = ServiceContext(Settings(max_streams_per_key=2), store, Metrics())
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
     try:
-        deadline = time.monotonic() + WAIT_S
-        while not server.started:
-            assert time.monotonic() < deadline and not task.done(), "the test server did not start"
-            await asyncio.sleep(0.02)
-        yield Served(f"http://127.0.0.1:{port}", ctx, server, {"authorization": f"Bearer {token}"}, token)
+        async with serve_on_port(ctx, WAIT_S) as url:
+            yield Served(url, ctx, {"authorization": f"Bearer {token}"}, token)
     finally:
         ctx.feed.close()
-        server.should_exit = True
-        await asyncio.wait_for(task, WAIT_S)
         await store.close()
 
 

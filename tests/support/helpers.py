@@ -146,3 +146,9 @@ def brief(events: Sequence[dict[str, Any]], device: bool = False) -> list[tuple[
             row = ("signal_restored", t, e["gap_s"])
         out.append((e["device_id"], *row) if device else row)
     return out
+
+
+#: Parameters and an accuracy the hand-worked rule tests share (tests/geofence/test_engine_*.py).
+DEBOUNCE_30 = EngineParams(debounce_s=30.0)
+NO_LATENESS = EngineParams(max_lateness_s=0.0)
+BAD = 500.0  # an accuracy worse than max_accuracy_m (100): an uncertain ping

@@ -9,7 +9,6 @@ points them at another server.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -342,12 +341,9 @@ async def test_save_checkpoint_engine_snapshot_restores_identical_engine(store: 
     assert restored.snapshot() == Engine.restore(snap, index, params).snapshot()
 
 
-async def test_save_checkpoint_20k_changed_devices_well_under_a_second(store: Store) -> None:
-    for v in range(2):  # first save inserts every row, the second updates every row
+async def test_save_checkpoint_20k_changed_devices_inserted_then_all_updated(store: Store) -> None:
+    for v in range(2):  # first save inserts every row, the second updates every row (timed in `make bench`)
         devices = {f"device-{i:06d}": record(i, v) for i in range(20_000)}
-        start = time.perf_counter()
         await store.save_checkpoint(checkpoint(devices, next_offset=v))
-        elapsed = time.perf_counter() - start
-        assert elapsed < 2.0, f"save {v} took {elapsed:.2f} s"  # about 0.1-0.3 s here; loose for slow CI
     cp = await store.load_checkpoint("matcher", "pings", 3)
     assert cp is not None and cp.devices == devices

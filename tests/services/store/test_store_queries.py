@@ -434,15 +434,10 @@ def big_batch(v: int) -> tuple[list[Event], dict[str, DeviceNow]]:
     return events, devices
 
 
-async def test_record_10k_events_20k_devices_well_under_a_second(store: Store) -> None:
-    timings = []
+async def test_record_10k_events_20k_devices_twice_keeps_every_event_and_presence(store: Store) -> None:
     for v in range(2):  # first call inserts every device, the second updates every one
         events, devices = big_batch(v)
-        start = time.perf_counter()
         await store.record(events, devices)
-        timings.append(time.perf_counter() - start)
-    print(f"record 10k events + 20k devices: {', '.join(f'{t:.3f} s' for t in timings)}")
-    assert max(timings) < 2.0, timings  # a few tenths of a second here; loose for slow CI
     assert await store.last_event_seq() == 20_000
     assert sum(len(v) for v in (await store.presence()).values()) == 10_000
     [row] = await store.dwell(T0, T0 + 2 * 3600, group_by="fence", fence_id="HS00007")
