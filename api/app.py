@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from api.context import ServiceContext
+from api.limits import RequestGuard
 from api.routes import (
+    assignments,
     audit,
+    briefings,
     calibration,
     compliance,
     dwell,
     events,
+    feedback,
     fences,
     health,
     incidents,
+    me,
+    osmand,
     page,
     pings,
     plans,
     presence,
     reports,
+    tiles,
 )
+from api.url_key import UrlKey
 from services.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
 
 #: The HTTP status of each kind of refusal a service raises.
@@ -52,22 +59,20 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         title="Hotspot Tracker",
         version="0.1.0",
         description="Geofence events and dwell for hot spots policing.",
+        docs_url="/docs" if ctx.settings.api_docs else None,  # Swagger UI and ReDoc load from a CDN
+        redoc_url="/redoc" if ctx.settings.api_docs else None,
     )
     app.state.ctx = ctx
+    app.add_middleware(RequestGuard, ctx=ctx)
+    app.add_middleware(UrlKey)  # added last, runs first: a ?key= is a header before RequestGuard checks it
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> Response:
         return refusal(exc)
 
-    @app.middleware("http")
-    async def refuse_nul(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """No id or filter may hold a NUL byte: PostgreSQL text cannot store one (it would be a 500)."""
-        if "\x00" in request.scope["path"] or b"%00" in request.scope.get("query_string", b""):
-            return JSONResponse({"detail": "the request URL holds a NUL byte"}, status_code=400)
-        return await call_next(request)
-
     app.include_router(health.router)
     app.include_router(pings.router)
+    app.include_router(osmand.router)
     app.include_router(fences.router)
     app.include_router(presence.router)
     app.include_router(dwell.router)
@@ -76,7 +81,12 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.include_router(incidents.router)
     app.include_router(calibration.router)
     app.include_router(plans.router)
+    app.include_router(assignments.router)
     app.include_router(compliance.router)
     app.include_router(reports.router)
+    app.include_router(briefings.router)
+    app.include_router(me.router)
+    app.include_router(feedback.router)
+    app.include_router(tiles.router)
     page.mount(app)
     return app

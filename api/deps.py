@@ -13,8 +13,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 
-from api.context import ServiceContext
-from services.access.roles import Principal, Role, secret_matches, split_token
+from api.context import ServiceContext, client_address
+from api.url_key import KEY_IN_URL
+from services.access.roles import UNKNOWN_KEY_HASH, Principal, Role, secret_matches, split_token
 from services.store import Store
 
 
@@ -31,21 +32,41 @@ def _unauthorized(detail: str) -> HTTPException:
 
 
 async def authenticate(request: Request, ctx: Context) -> Principal:
-    """The caller of a request with a valid `Authorization: Bearer <key>`; 401 otherwise."""
-    header = request.headers.get("authorization")
+    """The caller of a request with a valid key (api.limits checks the key of a request with a
+    body before the body is read, and leaves the caller in the request's state). A key that came
+    in the URL (api/url_key.py) must be an ingest key: a URL is no place for any other."""
+    known: Principal | None = getattr(request.state, "principal", None)
+    who = known or await check_key(ctx, request.headers.get("authorization"), client_address(request.scope))
+    if request.scope.get(KEY_IN_URL) and who.role is not Role.INGEST:
+        raise _unauthorized(f"only an ingest key may be sent in the URL; send this {who.role.value} key in a header")
+    return who
+
+
+async def check_key(ctx: ServiceContext, header: str | None, client: str) -> Principal:
+    """The caller behind `Authorization: Bearer <key>`; 401 otherwise. 429 past the key's rate,
+    or once one client address has failed too many checks (guessing keys is throttled)."""
+    now = time.monotonic()
+    if ctx.failed_checks.exhausted(client, now):
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many failed key checks", {"Retry-After": "1"})
     if not header:
         raise _unauthorized("missing Authorization: Bearer <API key>")
     scheme, _, token = header.partition(" ")
     parts = split_token(token.strip()) if scheme.lower() == "bearer" else None
     if parts is None:
+        ctx.failed_checks.allow(client, now)
         raise _unauthorized("malformed API key")
     key_id, secret = parts
     row = await ctx.store.find_api_key(key_id)
-    if row is None or not secret_matches(secret, row.secret_hash):
+    # Hashed whether the key exists or not, so both refusals cost the same.
+    matches = secret_matches(secret, UNKNOWN_KEY_HASH if row is None else row.secret_hash)
+    if row is None or not matches:
+        ctx.failed_checks.allow(client, now)
         raise _unauthorized("unknown or revoked API key")
-    if not ctx.limiter.allow(key_id, time.monotonic()):
+    if not ctx.limiter.allow(key_id, now):
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "rate limit exceeded", headers={"Retry-After": "1"})
-    return Principal(key_id=key_id, name=row.name, role=Role(row.role))
+    return Principal(
+        key_id=key_id, name=row.name, role=Role(row.role), officer_id=row.officer_id, device_id=row.device_id
+    )
 
 
 def _require(role: Role) -> Callable[..., Awaitable[Principal]]:
@@ -64,6 +85,19 @@ ROLE_CHECKS = {role: _require(role) for role in Role}
 Ingest = Annotated[Principal, Depends(ROLE_CHECKS[Role.INGEST])]
 Viewer = Annotated[Principal, Depends(ROLE_CHECKS[Role.VIEWER])]
 Admin = Annotated[Principal, Depends(ROLE_CHECKS[Role.ADMIN])]
+#: Officers, and viewers or admins acting for the front line (e.g. sending feedback).
+Officer = Annotated[Principal, Depends(ROLE_CHECKS[Role.OFFICER])]
+
+
+async def _bound_officer(principal: Officer) -> str:
+    """The officer an officer key is bound to; 403 for a key bound to none (a viewer has no "own" data)."""
+    if principal.officer_id is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs a key bound to an officer (--officer-id)")
+    return principal.officer_id
+
+
+#: The calling key's own officer id: routes showing "my" data read only this officer's.
+Me = Annotated[str, Depends(_bound_officer)]
 
 _PATH_PARAM = re.compile(r"\{[^}]*\}")
 

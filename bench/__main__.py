@@ -18,7 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.api import bench_api
+from bench.decoders import main as bench_decoders
+from bench.live import bench_live
 from bench.pipeline import bench_pipeline
+from bench.replay import bench_replay_targets
 from geofence.engine import Engine
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
@@ -105,8 +108,11 @@ def main() -> int:
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}")
     bench_engine()
     bench_replay()
+    bench_replay_targets()
+    bench_decoders()
     bench_memory()
     bench_pipeline()
+    bench_live()
     bench_api()
     return 0
 

@@ -138,6 +138,7 @@ class Credits:
     """Each (occurrence, merged visit) pair that overlaps: what the visit gives the occurrence."""
 
     occ: npt.NDArray[np.intp]  # index into the occurrences
+    visit: npt.NDArray[np.intp]  # index into the merged visits
     who: npt.NDArray[np.object_]
     start: FloatArray  # clipped to the occurrence
     end: FloatArray
@@ -185,7 +186,7 @@ def credit(occs: Sequence[Occurrence], merged: Visits, as_of: float) -> Credits:
     seconds = end - start
     qualifying = seconds >= min_s
     length_class = np.where(qualifying, np.where(seconds > target_s, LONG, GUIDELINE), SHORT).astype(np.intp)
-    return Credits(occ, merged.who[vis], start, end, qualifying, length_class)
+    return Credits(occ, vis, merged.who[vis], start, end, qualifying, length_class)
 
 
 def gap_breaches(occs: Sequence[Occurrence], credits: Credits, as_of: float) -> npt.NDArray[np.int64]:

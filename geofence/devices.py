@@ -15,6 +15,7 @@ FLOAT_COLUMNS: tuple[str, ...] = (
     "last_ts",  # ts of the last applied ping
     "last_lat",
     "last_lon",
+    "last_acc",  # accuracy_m of the last applied ping (NaN: unknown): a poor fix is shown to the officer
     "pending_since",  # latest start of a pending debounce candidate
     "active_s",  # time between consecutive applied pings not spanning a loss
     "lost_s",  # time inside signal-loss gaps
@@ -32,6 +33,7 @@ class DeviceTable:
     last_ts: FloatArray
     last_lat: FloatArray
     last_lon: FloatArray
+    last_acc: FloatArray
     pending_since: FloatArray
     active_s: FloatArray
     lost_s: FloatArray

@@ -137,8 +137,8 @@ class Engine:
                 events += self.machine.lose(s, self._last_fix(s))
             dev.lost[gone] = True
             self.dirty.update(gone.tolist())
-        for e in events:
-            self.counters.events[e.type.value] += 1
+        for type_, n in Counter(e.type for e in events).items():  # per type, not per event: cheap
+            self.counters.events[type_.value] += n
         return events
 
     def _last_fix(self, slot: int) -> Fix:
@@ -209,6 +209,7 @@ class Engine:
         dev.last_ts[last_slots] = ts[last]
         dev.last_lat[last_slots] = r.lat[last]
         dev.last_lon[last_slots] = r.lon[last]
+        dev.last_acc[last_slots] = r.acc[last]
         dev.extras[last_slots] = r.extras[last]
         dev.lost[last_slots] = False
         dev.lost[trailing] = True

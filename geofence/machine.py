@@ -7,7 +7,7 @@ these states untouched by construction (see engine.py).
 from __future__ import annotations
 
 import math
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -15,6 +15,7 @@ from geofence.devices import DeviceTable
 from geofence.events import Event, EventType, ExitReason
 
 _TYPE_ORDER = {EventType.EXIT: 0, EventType.ENTER: 1}
+_NO_VISITS: dict[str, float] = {}  # read only
 
 
 class Fix(NamedTuple):
@@ -45,17 +46,16 @@ class Machine:
         self.ledger: dict[int, dict[str, list[float]]] = {}  # slot -> fence -> [visits, closed dwell]
         self.fence_version: int | None = None  # of the index in use, stamped on enter/exit events
 
-    def observe(self, slot: int, observed: Iterable[str], fix: Fix) -> list[Event]:
+    def observe(self, slot: int, observed: Sequence[str], fix: Fix) -> list[Event]:
         """Apply one certain ping showing the device inside exactly the fences observed."""
-        current = self.inside.get(slot, {})
-        seen = set(observed)
-        if self.debounce_s <= 0.0:
-            changes = [(f, False, fix) for f in current if f not in seen]
-            changes += [(f, True, fix) for f in seen if f not in current]
+        current = self.inside.get(slot, _NO_VISITS)
+        if self.debounce_s <= 0.0:  # the hot path of event-heavy input: no set, no sort for one change
+            changes = [(f, False, fix) for f in current if f not in observed]
+            changes += [(f, True, fix) for f in observed if f not in current]
             if len(changes) == 1:
                 return [self._transition(slot, changes[0][0], changes[0][1], fix)]
         else:
-            changes = self._debounce(slot, current, seen, fix)
+            changes = self._debounce(slot, current, set(observed), fix)
         if not changes:
             return []
         changes.sort(key=lambda c: (c[2].ts, c[1], c[0]))
@@ -87,20 +87,26 @@ class Machine:
             self.devices.pending_since[slot] = math.nan
 
     def _transition(self, slot: int, fence: str, inside: bool, at: Fix) -> Event:
-        dev = self.devices
-        visits = self.inside.setdefault(slot, {})
-        device_id = str(dev.ids[slot])
-        entry = self.ledger.setdefault(slot, {}).setdefault(fence, [0, 0.0])
-        if inside:
-            if not visits:
-                dev.covered_since[slot] = at.ts
-            visits[fence] = at.ts
+        if not inside:
+            return self._close(slot, fence, at, ExitReason.LEFT)
+        visits = self.inside.get(slot)
+        if visits is None:
+            visits = self.inside[slot] = {}
+        if not visits:
+            self.devices.covered_since[slot] = at.ts
+        visits[fence] = at.ts
+        fences = self.ledger.get(slot)
+        if fences is None:
+            fences = self.ledger[slot] = {}
+        entry = fences.get(fence)
+        if entry is None:
+            fences[fence] = [1, 0.0]
+        else:
             entry[0] += 1
-            return Event(
-                EventType.ENTER, device_id, fence, at.ts, at.lat, at.lon, extras=at.extras,
-                fence_version=self.fence_version,
-            )  # fmt: skip
-        return self._close(slot, fence, at, ExitReason.LEFT)
+        return Event(
+            EventType.ENTER, self.devices.ids[slot], fence, at.ts, at.lat, at.lon, None, None, None, None, at.extras,
+            self.fence_version,
+        )  # fmt: skip
 
     def _close(self, slot: int, fence: str, at: Fix, reason: ExitReason) -> Event:
         dev = self.devices
@@ -112,17 +118,9 @@ class Machine:
             dev.covered_s[slot] += at.ts - dev.covered_since[slot]
             dev.covered_since[slot] = math.nan
         return Event(
-            EventType.EXIT,
-            str(dev.ids[slot]),
-            fence,
-            at.ts,
-            at.lat,
-            at.lon,
-            dwell_s=dwell,
-            reason=reason,
-            extras=at.extras,
-            fence_version=self.fence_version,
-        )
+            EventType.EXIT, dev.ids[slot], fence, at.ts, at.lat, at.lon, dwell, reason, None, None, at.extras,
+            self.fence_version,
+        )  # fmt: skip
 
     def remove_fences(self, slot: int, known: Container[str], last: Fix) -> list[Event]:
         """Fences no longer in the index: open visits end at the last fix, candidates go."""

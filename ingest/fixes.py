@@ -22,19 +22,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
-from geofence.pings import FloatArray, PingBatch
+from geofence.pings import FloatArray, ObjArray, PingBatch
 from ingest.csv_pings import RowError
 
-__all__ = ["KNOT_MPS", "UERE_M", "FixChunk", "RowError", "Source", "stream_source"]
+__all__ = ["KNOT_MPS", "UERE_M", "FixChunk", "RowError", "Source", "motion_extras", "stream_source"]
 
 #: A file path, or a binary file object (an HTTP body wrapped in io.BytesIO, a pipe...).
 Source = str | os.PathLike[str] | BinaryIO
+
+T = TypeVar("T")
 
 #: User equivalent range error, metres: accuracy_m = HDOP * UERE_M (module docstring).
 UERE_M = 5.0
@@ -65,24 +66,25 @@ class FixChunk:
 
     def to_ping_batch(self) -> PingBatch:
         """The fixes as pings: speed and heading carried as extras (None where unknown), as the CSV reader does."""
-        n = len(self)
-        device = np.empty(n, dtype=object)
+        device = np.empty(len(self), dtype=object)
         device[:] = self.device_id
-        extras = np.empty(n, dtype=object)
-        if n:
-            struct = pa.StructArray.from_arrays(
-                [pa.array(self.speed_mps, from_pandas=True), pa.array(self.heading_deg, from_pandas=True)],
-                names=["speed_mps", "heading_deg"],
-            )
-            extras[:] = struct.to_pylist()  # dicts built in C, NaN already turned into None
+        extras = motion_extras(self.speed_mps, self.heading_deg)
         return PingBatch(
             device_id=device, ts=self.ts, lat=self.lat, lon=self.lon, accuracy_m=self.accuracy_m, extras=extras
         )
 
 
-def stream_source(
-    source: Source, read: Callable[[BinaryIO, str], Iterator[FixChunk]], error: type[ValueError]
-) -> Iterator[FixChunk]:
+def motion_extras(speed_mps: FloatArray, heading_deg: FloatArray) -> ObjArray:
+    """Per-ping extras {speed_mps, heading_deg}, None where unknown (NaN)."""
+    speeds, headings = speed_mps.astype(object), heading_deg.astype(object)
+    speeds[np.isnan(speed_mps)] = None
+    headings[np.isnan(heading_deg)] = None
+    extras = np.empty(len(speeds), dtype=object)
+    extras[:] = [{"speed_mps": s, "heading_deg": h} for s, h in zip(speeds, headings, strict=True)]
+    return extras
+
+
+def stream_source(source: Source, read: Callable[[BinaryIO, str], Iterator[T]], error: type[ValueError]) -> Iterator[T]:
     """Run read over source and the name to report it by; a path is opened (and closed) here.
 
     A path that cannot be opened raises ``error`` on the first ``next()``, as any later read error would.

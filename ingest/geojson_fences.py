@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from geofence.fences import Fence, FenceError, make_fence
-from ingest.rules import ID, NAME, show
+from ingest.rules import BUFFER_MAX_M, ID, NAME, show
 
 
 class FenceFileError(ValueError):
     """A fences file that cannot be used; the message is one line."""
 
 
-def load_fences(path: str | Path) -> list[Fence]:
+def load_fences(path: str | Path, *, max_buffer_m: float = BUFFER_MAX_M) -> list[Fence]:
     """Every fence in a GeoJSON FeatureCollection file, validated."""
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -30,13 +30,16 @@ def load_fences(path: str | Path) -> list[Fence]:
     except json.JSONDecodeError as exc:
         raise FenceFileError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     try:
-        return fences_from_geojson(doc)
+        return fences_from_geojson(doc, max_buffer_m=max_buffer_m)
     except FenceError as exc:
         raise FenceFileError(f"{path}: {exc}") from None
 
 
-def fence_from_feature(feature: Mapping[str, Any], position: int | None = None) -> Fence:
-    """A GeoJSON Feature with `id` (top level or in properties), `name` and `buffer_m`."""
+def fence_from_feature(
+    feature: Mapping[str, Any], position: int | None = None, *, max_buffer_m: float = BUFFER_MAX_M
+) -> Fence:
+    """A GeoJSON Feature with `id` (top level or in properties), `name` and `buffer_m` (at most
+    max_buffer_m: the buffer of a district took seconds to build and froze the service)."""
     label = f"feature {position}" if position is not None else "feature"
     if not isinstance(feature, Mapping) or feature.get("type") != "Feature":
         raise FenceError(f"{label}: expected a GeoJSON Feature")
@@ -58,10 +61,13 @@ def fence_from_feature(feature: Mapping[str, Any], position: int | None = None) 
     geometry = feature.get("geometry")
     if not isinstance(geometry, Mapping):
         raise FenceError(f"fence {fence_id!r}: has no geometry")
-    return make_fence(fence_id, geometry, name=name, buffer_m=props.get("buffer_m", 0.0))
+    buffer_m = props.get("buffer_m", 0.0)
+    if isinstance(buffer_m, int | float) and not isinstance(buffer_m, bool) and buffer_m > max_buffer_m:
+        raise FenceError(f"fence {show(fence_id)}: buffer_m must be at most {max_buffer_m:g} m, got {show(buffer_m)}")
+    return make_fence(fence_id, geometry, name=name, buffer_m=buffer_m)
 
 
-def fences_from_geojson(doc: Mapping[str, Any]) -> list[Fence]:
+def fences_from_geojson(doc: Mapping[str, Any], *, max_buffer_m: float = BUFFER_MAX_M) -> list[Fence]:
     """Every fence of a FeatureCollection (or a single Feature); ids must be unique."""
     if not isinstance(doc, Mapping):
         raise FenceError("fences must be a GeoJSON FeatureCollection or Feature")
@@ -71,7 +77,7 @@ def fences_from_geojson(doc: Mapping[str, Any]) -> list[Fence]:
         features = doc["features"]
     else:
         raise FenceError("fences must be a GeoJSON FeatureCollection or Feature")
-    fences = [fence_from_feature(f, i) for i, f in enumerate(features)]
+    fences = [fence_from_feature(f, i, max_buffer_m=max_buffer_m) for i, f in enumerate(features)]
     seen: set[str] = set()
     for fence in fences:
         if fence.id in seen:

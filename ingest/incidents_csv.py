@@ -31,7 +31,7 @@ import csv
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +45,9 @@ __all__ = [
     "Incident",
     "IncidentError",
     "ParsedIncidents",
+    "column_key",
+    "column_positions",
+    "data_rows",
     "parse_incident_csv",
     "parse_incident_records",
     "read_incident_csv",
@@ -131,10 +134,7 @@ def parse_incident_csv(lines: Iterable[str], default_source: str = "crime", name
         raise CsvError(f"{name}: header row unreadable ({e})") from None
     if header is None:
         raise CsvError(f"{name}: file is empty (no header row)")
-    position: dict[str, int] = {}
-    for i, raw in enumerate(header):
-        position.setdefault(_column_key(raw), i)
-    columns = {f: next((position[a] for a in names if a in position), None) for f, names in ALIASES.items()}
+    columns = column_positions(header, ALIASES)
     missing = [f for f in ("lat", "lon", "category") if columns[f] is None]
     if columns["ts"] is None and columns["month"] is None:
         missing.append("ts (or time, timestamp, month)")
@@ -142,18 +142,9 @@ def parse_incident_csv(lines: Iterable[str], default_source: str = "crime", name
         shown = ", ".join(show(n) for n in header[:20]) + (", ..." if len(header) > 20 else "")
         raise CsvError(f"{name}: missing required column(s) {', '.join(missing)} (header has: {shown})")
     out = _Collector(default_source)
-    last_line = reader.line_num
-    while True:
-        try:
-            row = next(reader, None)
-        except csv.Error as e:
-            out.parsed.errors.append(IncidentError(None, f"malformed CSV: {e}", line=last_line + 1))
-            last_line = reader.line_num
-            continue
+    for line, row, malformed in data_rows(reader):
         if row is None:
-            break
-        line, last_line = last_line + 1, reader.line_num
-        if not row or not any(cell.strip() for cell in row):
+            out.parsed.errors.append(IncidentError(None, malformed, line=line))
             continue
         out.parsed.rows += 1
         if len(row) != len(header):
@@ -173,15 +164,41 @@ def parse_incident_records(records: Iterable[Any], default_source: str = "crime"
         if not isinstance(record, Mapping):
             out.reject("must be a JSON object", None, index=index)
             continue
-        keys = {_column_key(str(k)): v for k, v in record.items()}
+        keys = {column_key(str(k)): v for k, v in record.items()}
         values = {f: next((keys[a] for a in names if a in keys), None) for f, names in ALIASES.items()}
         out.add(values, index=index)
     return out.done()
 
 
-def _column_key(name: str) -> str:
+def column_key(name: str) -> str:
     """How a column or JSON key is matched: trimmed, lower case, spaces as underscores."""
     return re.sub(r"\s+", "_", name.strip().lower())
+
+
+def column_positions(header: Sequence[str], aliases: Mapping[str, Sequence[str]]) -> dict[str, int | None]:
+    """Each field's column in the header (the first alias found; None when absent)."""
+    position: dict[str, int] = {}
+    for i, raw in enumerate(header):
+        position.setdefault(column_key(raw), i)
+    return {f: next((position[a] for a in names if a in position), None) for f, names in aliases.items()}
+
+
+def data_rows(reader: Any) -> Iterator[tuple[int, list[str] | None, str]]:
+    """The non-blank rows after the header of a csv.reader with their physical line: (line, cells,
+    "") or, for a row the csv module cannot read, (line, None, reason); never stops at a bad row."""
+    last_line = reader.line_num
+    while True:
+        try:
+            row = next(reader, None)
+        except csv.Error as e:
+            yield last_line + 1, None, f"malformed CSV: {e}"
+            last_line = reader.line_num
+            continue
+        if row is None:
+            return
+        line, last_line = last_line + 1, reader.line_num
+        if row and any(cell.strip() for cell in row):
+            yield line, row, ""
 
 
 def _check_source(source: str) -> None:

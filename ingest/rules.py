@@ -35,13 +35,17 @@ from pydantic import Field
 
 __all__ = [
     "ACCURACY",
+    "BUFFER_MAX_M",
     "DEVICE_ID",
+    "DOP",
     "FENCE_REF",
+    "FINITE",
     "HEADING",
     "ID",
     "ISO_PATTERN",
     "LAT",
     "LON",
+    "MESSAGE",
     "NAME",
     "PING_RULES",
     "REQUIRED",
@@ -201,7 +205,7 @@ class NumberRule:
             try:
                 number = float(value)
             except OverflowError:
-                number = math.copysign(math.inf, value)
+                number = math.inf if value > 0 else -math.inf  # an integer beyond any float
             shown = show(value)
         if not math.isfinite(number):
             return f"must be finite, got {shown}"
@@ -277,7 +281,7 @@ class TimestampRule:
         try:
             number = float(value)
         except OverflowError:
-            number = math.copysign(math.inf, value)
+            number = math.inf if value > 0 else -math.inf  # an integer beyond any float
         return self._bounded(number, show(value))
 
     def _bounded(self, seconds: float, shown: str) -> float | str:
@@ -311,6 +315,10 @@ ACCURACY = NumberRule(0.0)
 SPEED = NumberRule()
 HEADING = NumberRule(0.0, 360.0, hi_open=True)
 DEVICE_ID = TextRule(64, required=True)
+#: A dilution of precision (HDOP): accuracy_m is HDOP x UERE_M (ingest/fixes.py).
+DOP = NumberRule(0.0)
+#: Values read only so that junk is refused, not kept (a handset's altitude, battery level).
+FINITE = NumberRule()
 #: officer_id, callsign, status and source of a ping.
 TEXT = TextRule(64)
 #: Ids that are keys in the store and in URLs: fences, plans, incidents.
@@ -319,6 +327,11 @@ ID = TextRule(128, required=True)
 FENCE_REF = TextRule(ID.limit)
 #: Names and labels shown to people: fence names, incident categories.
 NAME = TextRule(200)
+#: A fence's largest buffer_m, metres, by default (setting max_buffer_m): past a couple of
+#: kilometres a hot spot is a district, and its buffered area took seconds to build.
+BUFFER_MAX_M = 2000.0
+#: What people write to each other: officers' feedback and supervisors' replies (one line, as typed on a phone).
+MESSAGE = TextRule(1000, required=True)
 
 #: Every ping field and its rule, in the order reasons are given (SEMANTICS.md "Inputs").
 PING_RULES: dict[str, TextRule | NumberRule | TimestampRule] = {

@@ -18,7 +18,12 @@ from pydantic import ValidationError
 
 from ingest.csv_pings import CsvError
 from ingest.geojson_fences import FenceFileError
+from ingest.gpx import GpxError
 from ingest.incidents_csv import SOURCES
+from ingest.nmea import NmeaError
+from ingest.pei import PeiError
+from ingest.ping_files import PingFilesError
+from ingest.rules import InputError
 from services.access.roles import Role
 from services.replay import replay
 from services.settings import Settings
@@ -26,6 +31,8 @@ from services.settings import Settings
 #: The SEMANTICS.md parameters: the flags shared by the live service and the offline replay.
 ENGINE_FIELDS = ("debounce_s", "max_accuracy_m", "signal_timeout_s", "max_lateness_s")
 #: What the weekly report reads: the store, and the settings its figures depend on.
+#: Where `hotspots ingest` produces to.
+INGEST_FIELDS = ("kafka_bootstrap", "topic_pings")
 REPORT_FIELDS = ("data_dir", "database_url", "timezone", "visit_merge_s", "shift_break_s", "repeated_loss_gaps")
 
 
@@ -62,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     create = keys_sub.add_parser("create", help="create a key; the key is the last word printed")
     create.add_argument("--role", required=True, choices=[r.value for r in Role], help="what the key may do")
     create.add_argument("--name", default="", help="who or what holds it, for the audit log")
+    create.add_argument("--officer-id", help="officer keys: the officer whose own data the key may read")
+    create.add_argument("--device-id", help="ingest keys: the one device (a phone) the key may post pings for")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
     listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
@@ -73,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     load = plans_sub.add_parser("load", help="create or replace the plans of a YAML or JSON file, all or none")
     load.add_argument("file", type=Path, help="plans document (see samples/plans.yaml)")
     _add_settings_flags(load, ["data_dir", "database_url"])
+
+    asg = sub.add_parser("assignments", help="who carries which radio: device -> officer over a period")
+    asg_sub = asg.add_subparsers(dest="assignments_command", required=True)
+    asg_load = asg_sub.add_parser("load", help="create or replace assignments; bad rows reported as FILE:LINE: reason")
+    asg_load.add_argument("file", type=Path, help="CSV or JSON: device_id, officer_id, from[, to, callsign, team, id]")
+    _add_settings_flags(asg_load, ["data_dir", "database_url"])
 
     inc = sub.add_parser("incidents", help="import incidents (crime, calls, injuries) and rank micro-places")
     inc_sub = inc.add_subparsers(dest="incidents_command", required=True)
@@ -113,21 +128,43 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, required=True, help="the file to write")
     _add_settings_flags(rep, REPORT_FIELDS)
 
-    rp = sub.add_parser("replay", help="run the geofence engine over a CSV of pings", description=replay.__doc__)
+    brf = sub.add_parser("briefing", help="a team's start-of-shift briefing pack (A4) as HTML or PDF")
+    brf.add_argument("--team", required=True, help="the team of the plans (and assignments)")
+    brf.add_argument("--date", required=True, help="local day of the briefing, YYYY-MM-DD (last shift: the day before)")
+    brf.add_argument("--format", choices=["html", "pdf"], help="default: --out's extension if one of these, else html")
+    brf.add_argument("--out", type=Path, required=True, help="the file to write")
+    _add_settings_flags(brf, REPORT_FIELDS)
+
+    rp = sub.add_parser(
+        "replay", help="run the geofence engine over a file or folder of pings", description=replay.__doc__
+    )
     rp.add_argument("--fences", type=Path, required=True, help="GeoJSON FeatureCollection of hot spots")
-    rp.add_argument("--pings", type=Path, required=True, help="CSV with device_id,timestamp,lat,lon[,accuracy_m]")
+    rp.add_argument(
+        "--pings", type=Path, required=True,
+        help="CSV (device_id,timestamp,lat,lon[,accuracy_m]), .gpx, .nmea/.log, .pei or a folder (docs/replay.md)",
+    )  # fmt: skip
+    rp.add_argument("--device-id", help="device of the GPX and NMEA files (default: each file's stem)")
     rp.add_argument("--out", type=Path, help="events JSONL (default: stdout)")
     rp.add_argument("--dwell-out", type=Path, help="CSV of device_id,fence_id,visits,dwell_s")
     rp.add_argument("--devices-out", type=Path, help="CSV of per-device active/inside/outside/lost seconds")
     rp.add_argument("--partitions", type=int, default=1, help="split devices as a topic of N partitions does")
     _add_settings_flags(rp, ENGINE_FIELDS)
+
+    ing = sub.add_parser("ingest", help="send a file of radio reports to the service's broker")
+    pei = ing.add_subparsers(dest="ingest_command", required=True).add_parser(
+        "pei", help="a PEI log's LIP reports (+CTSDSR lines), decoded and produced to the pings topic"
+    )
+    pei.add_argument("--file", type=Path, required=True, help="the PEI log (docs/replay.md#pei-logs)")
+    _add_settings_flags(pei, INGEST_FIELDS)
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    if args.command == "report":
+    if args.command in ("report", "briefing"):
         return Settings.build({name: getattr(args, name) for name in REPORT_FIELDS})
-    if args.command in ("keys", "simulate", "incidents", "plans"):
+    if args.command == "ingest":
+        return Settings.build({name: getattr(args, name) for name in INGEST_FIELDS})
+    if args.command in ("keys", "simulate", "incidents", "plans", "assignments"):
         return Settings.build({name: getattr(args, name) for name in ("data_dir", "database_url")})
     if args.command != "run":  # replay and simulate share only the engine flags
         return Settings.build({name: getattr(args, name, None) for name in ENGINE_FIELDS})
@@ -151,14 +188,32 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         with contextlib.nullcontext(sys.stdout.buffer) if args.out is None else args.out.open("wb") as out:
             summary = replay(
                 args.fences, args.pings, settings.engine, out, _report, args.dwell_out, args.devices_out,
-                partitions=args.partitions,
+                partitions=args.partitions, device_id=args.device_id,
             )  # fmt: skip
-    except (FenceFileError, CsvError) as exc:
+    except (FenceFileError, CsvError, GpxError, NmeaError, PeiError, PingFilesError, InputError) as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
     _report(summary.line())
     return 0
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from aiokafka.errors import KafkaError
+
+    from services.errors import Unavailable
+    from services.ingest_pei import ingest_pei
+
+    if settings.kafka_bootstrap is None:
+        return _fail("ingest pei produces to the service's broker: give --kafka-bootstrap HOST:PORT")
+    try:
+        produced, refused = asyncio.run(ingest_pei(args.file, settings.kafka_bootstrap, settings.topic_pings, _report))
+    except (PeiError, Unavailable) as exc:
+        return _fail(str(exc))
+    except (KafkaError, OSError) as exc:
+        return _fail(f"broker {settings.kafka_bootstrap}: {exc}")
+    print(f"{args.file}: {produced} pings produced to {settings.topic_pings}, {refused} lines refused")
+    return 1 if refused else 0
 
 
 def _run(settings: Settings) -> int:
@@ -207,7 +262,10 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     url = database_url(settings.database_url, settings.data_dir)
     if args.keys_command == "create":
         name = args.name or f"{args.role} key"
-        token = asyncio.run(create_key(url, Role(args.role), name))
+        try:
+            token = asyncio.run(create_key(url, Role(args.role), name, args.officer_id, device_id=args.device_id))
+        except ValueError as exc:
+            return _fail(str(exc))
         print(f"created {args.role} key for {name!r}; it is shown only now:")
         print(token)
     elif args.keys_command == "list":
@@ -267,6 +325,23 @@ def _plans(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _assignments(args: argparse.Namespace, settings: Settings) -> int:
+    from services.store import database_url
+    from services.store.assignments import load_assignment_file
+
+    try:
+        parsed, stored = asyncio.run(
+            load_assignment_file(database_url(settings.database_url, settings.data_dir), str(args.file))
+        )
+    except CsvError as exc:
+        return _fail(str(exc))
+    for e in parsed.errors:
+        _report(f"{args.file}:{e.line}: {e.reason}" if e.line is not None else f"{args.file}: {e.where}: {e.reason}")
+    rejected = len({(e.line, e.index) for e in parsed.errors})
+    print(f"{args.file}: {parsed.rows} rows, {stored} assignments stored, {rejected} rejected")
+    return 1 if parsed.errors else 0
+
+
 def _weekly(args: argparse.Namespace, settings: Settings) -> int:
     from services.measures.local_weeks import parse_week
     from services.reports.weekly import FORMATS, Format, write_weekly_report
@@ -288,6 +363,32 @@ def _weekly(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _briefing(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.rules import ID
+    from services.errors import DomainError
+    from services.measures.local_weeks import parse_day
+    from services.reports.briefing import write_briefing
+    from services.store import database_url
+
+    reason = ID.reason(args.team)
+    if reason is not None:
+        return _fail(f"team: {reason}")
+    out: Path = args.out
+    fmt: typing.Literal["html", "pdf"] = args.format or ("pdf" if out.suffix.lower() == ".pdf" else "html")
+    try:
+        day = parse_day(args.date, settings.timezone)
+        made = asyncio.run(
+            write_briefing(database_url(settings.database_url, settings.data_dir), settings, args.team, day, fmt, out)
+        )
+    except (ValueError, DomainError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc.filename or out}: {exc.strerror or exc}")
+    print(f"{out}: briefing of {made.team} for {made.day.day.isoformat()} ({fmt}), "
+          f"{len(made.table('hotspots').rows)} hot spots, {len(made.table('officers').rows)} officers")  # fmt: skip
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -297,6 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{first['loc'][0]}: {first['msg']}")
     if args.command == "replay":
         return _replay(args, settings)
+    if args.command == "ingest":
+        return _ingest(args, settings)
     if args.command == "simulate":
         return _simulate(args, settings)
     if args.command == "keys":
@@ -305,8 +408,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _incidents(args, settings)
     if args.command == "plans":
         return _plans(args, settings)
+    if args.command == "assignments":
+        return _assignments(args, settings)
     if args.command == "report":
         return _weekly(args, settings)
+    if args.command == "briefing":
+        return _briefing(args, settings)
     return _run(settings)
 
 

@@ -22,6 +22,9 @@ class Metrics:
             "hotspots_pings_http_accepted", "Pings accepted over HTTP and produced to Kafka", registry=r
         )
         self.events = Counter("hotspots_events", "Geofence events emitted, by type", ["type"], registry=r)
+        self.records_skipped = Counter(
+            "hotspots_records_skipped", "Events or dead letters the broker refused as too large", registry=r
+        )
         self.consumer_lag = Gauge(
             "hotspots_consumer_lag", "Messages behind the partition's high watermark", ["partition"], registry=r
         )
@@ -38,4 +41,14 @@ class Metrics:
         self.fences_loaded = Gauge("hotspots_fences_loaded", "Fences in the matcher's index", registry=r)
         self.checkpoint_seconds = Histogram(
             "hotspots_checkpoint_seconds", "Time to write a checkpoint", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.pings_lost = Counter(
+            "hotspots_pings_lost",
+            "Pings in the log the matcher had not processed when the log was lost (a broker restarted empty)",
+            registry=r,
+        )
+        self.pings_republished = Counter(
+            "hotspots_pings_republished",
+            "Acknowledged HTTP pings re-published from the journal at start (embedded broker)",
+            registry=r,
         )

@@ -1,7 +1,8 @@
-"""`hotspots replay`: a CSV of pings and a GeoJSON of fences in, events and dwell out.
+"""`hotspots replay`: pings (CSV, GPX, NMEA, PEI, or a folder of them) and GeoJSON fences in, events and dwell out.
 
-The file is fed to the same Engine as the live pipeline, in file order, one chunk at a
-time, so memory holds one chunk plus the per-device state however long the file is. Replay
+The pings (``ingest.ping_files``: formats, device ids, how a folder is merged in time order)
+are fed to the same Engine as the live pipeline, in stream order, one chunk at a time, so
+memory holds a chunk per file plus the per-device state however long the files are. Replay
 equals live: rows are checked by the same input rules (ingest.rules), a ping naming an unknown
 fence_id is refused as the matcher refuses it, and events are the same bytes (Event.to_json).
 """
@@ -16,15 +17,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from aiokafka.partitioner import murmur2
 
 from geofence.engine import Engine
-from geofence.events import Event
+from geofence.events import Event, events_jsonl
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
 from geofence.pings import IntArray
-from ingest.csv_pings import read_ping_csv
 from ingest.geojson_fences import load_fences
+from ingest.ping_files import PingFiles
 from ingest.rules import unknown_fence, unknown_fence_rows
 
 Report = Callable[[str], None]
@@ -51,9 +51,9 @@ class ReplaySummary:
 
 
 def write_events(events: list[Event], out: BinaryIO) -> None:
-    """Events as JSON lines, serialised as the live pipeline serialises them (Event.to_json)."""
+    """Events as JSON lines, the bytes the live pipeline writes for them (Event.to_json)."""
     if events:
-        out.write(b"".join(e.to_json() + b"\n" for e in events))
+        out.write(events_jsonl(events))
 
 
 def replay(
@@ -65,8 +65,11 @@ def replay(
     dwell_out: Path | None = None,
     devices_out: Path | None = None,
     partitions: int = 1,
+    device_id: str | None = None,
 ) -> ReplaySummary:
-    """Run the engine over a pings file; bad and late rows are reported with line numbers.
+    """Run the engine over a pings file or folder; bad and late rows are reported with file and line.
+
+    device_id: of the GPX and NMEA files (default: each file's stem).
 
     With partitions > 1 the devices are split as Kafka's default partitioner splits a topic of
     that many partitions, each with its own engine (and event time), exactly as the live
@@ -81,27 +84,29 @@ def replay(
     engines = [Engine(index, params) for _ in range(partitions)]
     partition_of: dict[str, int] = {}
     rows = bad = events = 0
-    for chunk in read_ping_csv(pings_path):
+    source = PingFiles(pings_path, device_id)
+    names = source.names
+    for chunk in source:
         rows += len(chunk.batch) + len(chunk.errors)
         bad += len(chunk.errors)
-        for error in chunk.errors:
-            report(f"{pings_path}:{error.line}: {error.reason}")
-        pings, lines = chunk.batch, chunk.lines
+        for f, error in chunk.errors:
+            report(f"{names[f]}:{error.line}: {error.reason}")
+        pings, files, lines = chunk.batch, chunk.files, chunk.lines
         unknown = unknown_fence_rows(pings.extras.tolist(), index.position) if len(pings.extras) else []
         if unknown:  # refused as live refuses them (dead-letter there, a bad row here)
             bad += len(unknown)
             for i in unknown:
-                report(f"{pings_path}:{lines[i]}: {unknown_fence(pings.extras[i]['fence_id'])}")
+                report(f"{names[files[i]]}:{lines[i]}: {unknown_fence(pings.extras[i]['fence_id'])}")
             keep = np.setdiff1d(np.arange(len(pings)), unknown)
-            pings, lines = pings.take(keep), lines[keep]
+            pings, files, lines = pings.take(keep), files[keep], lines[keep]
         for engine, rows_of_engine in _split(pings.device_id, engines, partition_of):
             batch = pings if rows_of_engine is None else pings.take(rows_of_engine)
             result = engine.process(batch)
             for i in result.late.tolist():
-                line = lines[i if rows_of_engine is None else int(rows_of_engine[i])]
+                row = i if rows_of_engine is None else int(rows_of_engine[i])
                 report(
-                    f"{pings_path}:{line}: late: more than {params.max_lateness_s:g} s behind the latest ping "
-                    f"of device {batch.device_id[i]!r}, not applied"
+                    f"{names[files[row]]}:{lines[row]}: late: more than {params.max_lateness_s:g} s behind the "
+                    f"latest ping of device {batch.device_id[i]!r}, not applied"
                 )
             write_events(result.events, events_out)
             events += len(result.events)
@@ -122,6 +127,8 @@ def replay(
 
 def partition_for(device_id: str, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner gives a message keyed by device_id."""
+    from aiokafka.partitioner import murmur2  # only with --partitions: aiokafka costs ~25 ms to import
+
     return int(murmur2(device_id.encode()) & 0x7FFFFFFF) % partitions
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from geofence.params import EngineParams
 from geofence.plans import zone
+from ingest.rules import BUFFER_MAX_M
 
 
 class Settings(BaseSettings):
@@ -37,9 +38,26 @@ class Settings(BaseSettings):
     topic_pings: str = Field("pings", description="Kafka topic the pings come in on")
     topic_events: str = Field("geofence-events", description="Kafka topic the enter/exit events go out on")
     topic_dlq: str = Field("pings-dlq", description="Kafka topic of rejected pings, each with its reason")
+    topic_lip: str | None = Field(
+        None,
+        description="Kafka topic of raw TETRA LIP records ({issi, received_at, payload} JSON, keyed by ISSI), "
+        "matched like pings; unset: none is read",
+    )
     partitions: int = Field(4, ge=1, description="partitions of topics the service creates (Tansu auto-creates 4)")
     checkpoint_interval_s: float = Field(1.0, gt=0, description="how often engine state and offsets are saved")
     max_body_bytes: int = Field(5 * 1024 * 1024, gt=0, description="largest POST /v1/pings body accepted, in bytes")
+    max_request_bytes: int = Field(
+        20 * 1024 * 1024, gt=0, description="largest request body any route accepts, in bytes (413 beyond)"
+    )
+    body_timeout_s: float = Field(30.0, gt=0, description="a request body that stalls this long is refused (408)")
+    api_docs: bool = Field(False, description="serve /docs and /redoc (their browser code comes from a CDN)")
+    max_future_s: float = Field(
+        300.0, ge=0, description="live, pings dated further ahead of the wall clock go to the DLQ (reason future)"
+    )
+    max_age_days: float | None = Field(
+        None, gt=0, description="live, pings older than this go to the DLQ (reason too_old); unset: ping_retention_days"
+    )
+    max_buffer_m: float = Field(BUFFER_MAX_M, ge=0, description="largest fence buffer_m accepted, in metres")
     ping_retention_days: float = Field(31.0, gt=0, description="retention of raw pings in the pings and DLQ topics")
     metrics_public: bool = Field(True, description="serve /metrics without a key (else viewer role)")
     query_refresh_s: float = Field(
@@ -55,11 +73,22 @@ class Settings(BaseSettings):
         description="base-map tiles of the control-room page, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png;"
         " unset: a plain background (offline control rooms)",
     )
+    basemap: Path | None = Field(
+        None,
+        description="raster MBTiles file served at /tiles/{z}/{x}/{y} as the page's base map (offline control rooms;"
+        " instead of map_tile_url)",
+    )
     calibration_step_m: float = Field(5.0, gt=0, description="recommended fence buffers round up to this step")
     timezone: str = Field("Europe/London", description="IANA time zone of plan windows and reports")
     visit_merge_s: float = Field(60.0, ge=0, description="exit -> re-entry gaps up to this are one visit in compliance")
     shift_break_s: float = Field(7200.0, gt=0, description="a signal-loss gap longer than this ends a shift")
     repeated_loss_gaps: int = Field(3, ge=1, description="signal losses in one shift that flag a device")
+
+    @model_validator(mode="after")
+    def _one_base_map(self) -> Self:
+        if self.basemap is not None and self.map_tile_url is not None:
+            raise ValueError("basemap and map_tile_url: give one base map, not both")
+        return self
 
     @field_validator("timezone")
     @classmethod

@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from geofence.events import format_ts
 from services.pipeline.matcher import sleep_or_stop
@@ -32,6 +33,13 @@ TICK_S = 0.1
 REPORT_EVERY = 1000
 #: Patrols are planned this far ahead, then planned again.
 PLAN_S = 4 * 3600.0
+#: First and longest wait between attempts to deliver a batch, as a radio gateway backs off.
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 10.0
+
+
+class Retryable(Exception):
+    """The service or broker is away or busy: the same pings may be sent again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +68,13 @@ class KafkaSink:
         self.producer, self.topic = producer, topic
 
     async def send(self, pings: list[dict[str, Any]]) -> None:
-        futures = [await self.producer.send(self.topic, orjson.dumps(p), key=p["device_id"].encode()) for p in pings]
-        await asyncio.gather(*futures)
+        try:
+            futures = [
+                await self.producer.send(self.topic, orjson.dumps(p), key=p["device_id"].encode()) for p in pings
+            ]
+            await asyncio.gather(*futures)
+        except KafkaError as exc:
+            raise Retryable(f"Kafka: {exc}") from exc
 
     async def close(self) -> None:
         await self.producer.stop()
@@ -76,12 +89,35 @@ class HttpSink:
 
     async def send(self, pings: list[dict[str, Any]]) -> None:
         body = b"\n".join(orjson.dumps(p) for p in pings)
-        response = await self.client.post("/v1/pings", content=body)
+        try:
+            response = await self.client.post("/v1/pings", content=body)
+        except httpx.TransportError as exc:  # refused, reset, timed out: the service is away
+            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            raise Retryable(f"POST /v1/pings answered {response.status_code}")
         if response.status_code >= 400:
             raise RuntimeError(f"POST /v1/pings answered {response.status_code}: {response.text[:200]}")
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+async def send_until_delivered(
+    sink: Sink, pings: list[dict[str, Any]], stop: asyncio.Event, first_s: float = RETRY_FIRST_S
+) -> None:
+    """Send, and on a Retryable failure send the same pings again, backing off, until they are
+    delivered or stop is set (a refusal that no retry can cure, e.g. 401, is raised)."""
+    delay = first_s
+    while True:
+        try:
+            await sink.send(pings)
+            return
+        except Retryable as exc:
+            if stop.is_set():
+                raise
+            log.warning("%d pings not delivered (%s); retrying in %.1f s", len(pings), exc, delay)
+            await sleep_or_stop(stop, delay)
+            delay = min(delay * 2, RETRY_MAX_S)
 
 
 async def simulate(opts: SimulateOptions, stop: asyncio.Event | None = None) -> int:
@@ -127,7 +163,7 @@ async def simulate(opts: SimulateOptions, stop: asyncio.Event | None = None) -> 
                 )
             next_due[due] += interval
             if pings:
-                await sink.send(pings)
+                await send_until_delivered(sink, pings, stop)
                 sent += len(pings)
                 if sent // REPORT_EVERY != (sent - len(pings)) // REPORT_EVERY:
                     log.info("sent %d pings from %d devices", sent, opts.devices)

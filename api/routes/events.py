@@ -11,10 +11,13 @@ from fastapi import APIRouter, Header, HTTPException, Query, status
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
-from api.deps import Audit, Context, Viewer
+from api.context import ServiceContext
+from api.deps import Audit, AuditTrail, Context, Viewer
 from api.schemas import MAX_CURSOR
 from api.schemas.events import EventPagePublic
 from api.timeparams import time_range
+from services.access.roles import Principal
+from services.query.attribution import attributed_events
 from services.query.feed import EventFilter, TooManyStreams
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -40,9 +43,9 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventPagePublic:
     lo, hi = time_range(start, end, required=False)
-    rows = await ctx.store.events_page(
+    rows = await attributed_events(ctx.store, await ctx.store.events_page(
         since=lo, until=hi, types=type, fence_id=fence_id, device_id=device_id, after_seq=after, limit=limit
-    )
+    ))  # fmt: skip
     devices = sorted({r.device_id for r in rows})
     audit.record(device_id or fence_id, {"from": lo, "to": hi, "devices": devices})
     return EventPagePublic(
@@ -71,20 +74,31 @@ async def stream_events(
         int | None, Query(ge=0, le=MAX_CURSOR, description="start after this seq (instead of Last-Event-ID)")
     ] = None,
 ) -> EventSourceResponse:
+    wanted = EventFilter(None if type is None else frozenset(type), fence_id, device_id)
+    return await open_stream(ctx, who, audit, wanted, device_id or fence_id, after, last_event_id)
+
+
+async def open_stream(
+    ctx: ServiceContext, who: Principal, audit: AuditTrail, wanted: EventFilter, target: str | None,
+    after: int | None, last_event_id: str | None,
+) -> EventSourceResponse:  # fmt: skip
+    """A subscription to the feed as an SSE response, audited (target: whose events) before it starts.
+
+    It starts after `after=`, else Last-Event-ID, else the newest event now (what happens next).
+    """
     start = after if after is not None else _seq(last_event_id)
     if start is None:
-        start = await ctx.feed.latest()  # new subscribers get what happens from now on
+        start = await ctx.feed.latest()
 
     async def key_still_valid() -> bool:
         return await ctx.store.find_api_key(who.key_id) is not None
 
-    wanted = EventFilter(None if type is None else frozenset(type), fence_id, device_id)
     try:
         stream = ctx.feed.open(who.key_id, start, wanted, key_still_valid)
     except TooManyStreams as exc:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers={"Retry-After": "5"}) from None
     try:
-        await audit.write(device_id or fence_id, {"after": start})
+        await audit.write(target, {"after": start})
     except BaseException:
         stream.close()
         raise

@@ -58,7 +58,7 @@ async def get_fence(fence_id: str, ctx: Context, _: Viewer) -> dict[str, Any]:
 )  # fmt: skip
 async def upsert_fences(request: Request, ctx: Context, _: Admin, audit: Audit) -> FenceChangePublic:
     try:
-        fences = fences_from_geojson(await _geojson_body(request))
+        fences = fences_from_geojson(await _geojson_body(request), max_buffer_m=ctx.settings.max_buffer_m)
     except FenceError as exc:
         raise _unprocessable(str(exc)) from None
     version = await ctx.store.upsert_fences(fences)
@@ -77,7 +77,7 @@ async def put_fence(fence_id: str, request: Request, ctx: Context, _: Admin, aud
             raise _unprocessable(f"feature id {given!r} does not match the path's {fence_id!r}")
         doc = {**doc, "id": fence_id, "properties": {**(doc.get("properties") or {}), "id": fence_id}}
     try:
-        fence = fence_from_feature(doc)
+        fence = fence_from_feature(doc, max_buffer_m=ctx.settings.max_buffer_m)
     except FenceError as exc:
         raise _unprocessable(str(exc)) from None
     version = await ctx.store.upsert_fences([fence])

@@ -11,6 +11,10 @@ from services.access.roles import Role
 
 router = APIRouter(tags=["health"])
 
+#: Checkpoints failed in a row before /readyz says not ready: one may meet a store restarting;
+#: three in a row (seconds at the default interval) mean nothing is being saved.
+CHECKPOINT_FAILURES_UNREADY = 3
+
 
 @router.get("/healthz", summary="The process is alive")
 async def healthz() -> dict[str, str]:
@@ -22,6 +26,7 @@ async def readyz(ctx: Context) -> JSONResponse:
     checks = {"store": await ctx.store.healthy(), "broker": ctx.health.broker}
     if ctx.matcher_running:
         checks["consumer_assigned"] = ctx.health.assigned
+        checks["checkpoints"] = ctx.health.checkpoint_failures < CHECKPOINT_FAILURES_UNREADY
     ready = all(checks.values())
     body: dict[str, object] = {"ready": ready, "checks": checks}
     if not ready and ctx.health.error:

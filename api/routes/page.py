@@ -1,6 +1,6 @@
-"""The control-room page at `/`: public static files that hold no data.
+"""The control-room page at `/` and the officer's phone page at `/me`: public static files that hold no data.
 
-The page signs in with a viewer key and reads everything through the authenticated `/v1` API.
+The pages sign in with a viewer (an officer) key and read everything through the authenticated `/v1` API.
 Its assets are built from `web/` into `api/static/` (`make web`); nothing is fetched from a CDN.
 """
 
@@ -21,12 +21,18 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter(include_in_schema=False)
 
 
+#: The tiles of `--basemap`, served by this origin (api/routes/tiles.py).
+OWN_TILES = "/tiles/{z}/{x}/{y}"
+
+
 class PageConfig(BaseModel):
     map_tile_url: str | None
+    map_attribution: str | None = None
 
 
 def security_headers(tile_url: str | None) -> dict[str, str]:
-    """Only this origin's scripts, styles and API, plus the tile server's images when one is set."""
+    """Only this origin's scripts, styles and API (and `--basemap` tiles), plus the tile server's images
+    when one is set."""
     tiles = f" {tile_origin(tile_url)}" if tile_url else ""
     csp = (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -54,9 +60,20 @@ async def index(ctx: Context) -> Response:
     return FileResponse(page, media_type="text/html", headers=security_headers(ctx.settings.map_tile_url))
 
 
+@router.get("/me")
+async def officer_page() -> Response:
+    """The officer's phone page: signs in with an officer key, reads only /v1/me and its stream."""
+    page = STATIC / "me.html"
+    if not page.exists():
+        return PlainTextResponse("the officer page is not built: run `make web` (npm ci && npm run build)", 503)
+    return FileResponse(page, media_type="text/html", headers=security_headers(None))
+
+
 @router.get("/config.json")
 async def config(ctx: Context) -> PageConfig:
     """What the page needs before sign-in: the base-map tile URL (no data)."""
+    if ctx.basemap is not None:
+        return PageConfig(map_tile_url=OWN_TILES, map_attribution=ctx.basemap.info.attribution)
     return PageConfig(map_tile_url=ctx.settings.map_tile_url)
 
 

@@ -65,15 +65,15 @@ async def devices_presence(
 @router.get("/devices/{device_id}", response_model=DevicePresencePublic, summary="A device's fences and last position")
 async def device_presence(device_id: str, ctx: Context, _: Viewer, audit: Audit) -> DevicePresencePublic:
     audit.record(device_id)  # written even when there is no such device: it was asked for
-    stored = await ctx.store.device_now(device_id)
-    if stored is None:
+    found, _seq = await devices_as_of(ctx.store, device_id=device_id)
+    if not found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {device_id!r}")
-    return _presence(stored)
+    return _presence(found[0])
 
 
 def _presence(stored: StoredDevice) -> DevicePresencePublic:
     now = stored.now
     return DevicePresencePublic(
         device_id=stored.device_id, fences=dict(now.inside), last_seen=now.last_ts, lat=now.lat, lon=now.lon,
-        accuracy_m=now.accuracy_m, lost=now.lost, officer_id=now.officer_id, callsign=now.callsign,
+        accuracy_m=now.accuracy_m, lost=now.lost, officer_id=now.officer_id, callsign=now.callsign, team=stored.team,
     )  # fmt: skip

@@ -14,4 +14,5 @@ class PingRejectPublic(BaseModel):
 class PingIngestPublic(BaseModel):
     accepted: int = Field(description="pings validated and written to Kafka")
     rejected: int
-    errors: list[PingRejectPublic]
+    errors: list[PingRejectPublic] = Field(description="the first 100 pings refused, each with why")
+    errors_unlisted: int = Field(0, description="pings refused beyond those listed in errors")

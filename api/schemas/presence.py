@@ -14,6 +14,7 @@ class PresentDevicePublic(BaseModel):
     lat: float
     lon: float
     lost: bool
+    team: str | None = Field(None, description="the team of the device's assignment, if any")
 
 
 class FencePresencePublic(BaseModel):
@@ -36,6 +37,7 @@ class DevicePresencePublic(BaseModel):
     lost: bool
     officer_id: str | None
     callsign: str | None
+    team: str | None = Field(None, description="the team of the device's assignment, if any")
 
 
 class DevicesPresencePublic(BaseModel):

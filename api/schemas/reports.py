@@ -8,19 +8,22 @@ from services.measures.officer_time import GapKind
 
 
 class ShiftPublic(BaseModel):
-    start: float = Field(description="first ping of the shift (epoch s), not clipped to the range")
-    end: float = Field(description="last ping of the shift (epoch s), not clipped to the range")
+    start: float = Field(description="first ping of the shift or a handover (epoch s), not clipped to the range")
+    end: float = Field(description="last ping of the shift or a handover (epoch s), not clipped to the range")
     inside_s: float = Field(description="within the range: union of the device's visits")
     outside_s: float = Field(description="within the range: active time outside every hot spot")
     lost_s: float = Field(description="within the range: signal-loss gaps shorter than the shift break")
     losses: int = Field(description="signal losses of the shift starting in the range")
-    officer_id: str | None = Field(description="on the shift's first event naming one, else the device's")
+    officer_id: str | None = Field(
+        description="on the shift's first event naming one, else the device's assignment then, else the device's"
+    )
     callsign: str | None
+    team: str | None = Field(None, description="of the device's assignment, when it names the shift's officer")
 
 
 class OfficerTimePublic(BaseModel):
     device_id: str
-    officer_id: str | None = Field(description="the device's officer as last recorded")
+    officer_id: str | None = Field(description="the device's officer as of its last ping (its own, else assigned)")
     callsign: str | None
     inside_s: float
     outside_s: float

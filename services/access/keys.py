@@ -4,31 +4,48 @@ from __future__ import annotations
 
 import time
 
+from ingest.rules import DEVICE_ID, TEXT
 from services.access.roles import Role, new_key
 from services.store import Store
 
 
-async def create_key(url: str, role: Role, name: str) -> str:
-    """A new key's token (the only time it is shown); the store keeps its hash."""
+async def create_key(
+    url: str, role: Role, name: str, officer_id: str | None = None, *, device_id: str | None = None
+) -> str:
+    """A new key's token (the only time it is shown); the store keeps its hash.
+
+    An officer key must name its officer, and only an officer key may (ValueError otherwise):
+    a viewer bound to one officer would still see everyone. device_id binds an ingest key (a
+    phone's) to one device, and only an ingest key: it may then post that device's pings only.
+    """
+    if officer_id is not None:
+        officer_id = TEXT.check("officer_id", officer_id)  # InputError (a ValueError) naming it
+    if (role is Role.OFFICER) != (officer_id is not None):
+        raise ValueError("--officer-id is required for an officer key, and only for one")
+    if device_id is not None:
+        device_id = DEVICE_ID.check("device_id", device_id)
+        if role is not Role.INGEST:
+            raise ValueError("--device-id binds an ingest key to one device; other keys post for no device")
     key = new_key()
     store = await Store.open(url)
     try:
-        await store.add_api_key(key.key_id, name, role.value, key.secret_hash)
+        await store.add_api_key(key.key_id, name, role.value, key.secret_hash, officer_id, device_id)
     finally:
         await store.close()
     return key.token
 
 
 async def list_keys(url: str) -> list[str]:
-    """One line per key: id, role, name, created, revoked."""
+    """One line per key: id, role, name (and the officer or device it is bound to), created, revoked."""
     store = await Store.open(url)
     try:
         rows = await store.list_api_keys()
     finally:
         await store.close()
     return [
-        f"{r.key_id}  {r.role:<7} {r.name}  created {_when(r.created_at)}"
-        + (f"  REVOKED {_when(r.revoked_at)}" if r.revoked_at else "")
+        f"{r.key_id}  {r.role:<7} {r.name}{f' (officer {r.officer_id})' if r.officer_id else ''}"
+        f"{f' (device {r.device_id})' if r.device_id else ''}"
+        f"  created {_when(r.created_at)}" + (f"  REVOKED {_when(r.revoked_at)}" if r.revoked_at else "")
         for r in rows
     ]
 

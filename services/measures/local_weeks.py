@@ -13,6 +13,10 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 _WEEK = re.compile(r"(\d{4})-W(\d{2})")
+_DAY = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+#: Days a report may name: those of the timestamp rule's years (ingest/rules.py TIMESTAMP), so the
+#: day before and the week before stay inside datetime's range.
+FIRST_YEAR, LAST_YEAR = 1970, 9998
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,31 @@ def parse_week(text: str, tz_name: str) -> LocalWeek:
         return _week(date.fromisocalendar(int(match[1]), int(match[2]), 1), tz_name)
     except (ValueError, OverflowError):  # week 0 or 54, year 0, the last week of year 9999
         raise ValueError(f"week {text!r} does not exist (ISO years have 52 or 53 weeks)") from None
+
+
+def local_day(day: date, tz_name: str) -> LocalDay:
+    """The local calendar day, midnight to midnight in the timezone."""
+    tz = ZoneInfo(tz_name)
+    return LocalDay(day, _midnight(day, tz), _midnight(day + timedelta(days=1), tz))
+
+
+def parse_day(text: str, tz_name: str) -> LocalDay:
+    """The local day `YYYY-MM-DD` in the timezone; ValueError saying what is wrong otherwise."""
+    match = _DAY.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"date {text!r} is not a date like 2026-11-21")
+    try:
+        day = date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        raise ValueError(f"date {text!r} does not exist") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise ValueError(f"date {text!r} must be in the years {FIRST_YEAR}-{LAST_YEAR}")
+    return local_day(day, tz_name)
+
+
+def day_of(ts: float, tz_name: str) -> LocalDay:
+    """The local day holding the instant ts."""
+    return local_day(datetime.fromtimestamp(ts, ZoneInfo(tz_name)).date(), tz_name)
 
 
 def week_of(ts: float, tz_name: str) -> LocalWeek:

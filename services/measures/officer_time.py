@@ -5,8 +5,10 @@ device's first ping or at the end of a signal-loss gap longer than `shift_break_
 at its last ping or at the start of such a gap. A gap that long is a *break* (radio off
 between shifts), not lost time; shorter gaps are *losses* inside the shift.
 
-A shift's officer is the one on its first event that names one (radios change hands between
-shifts), else the device's officer as last recorded.
+A shift's officer is the one on its first event that names one (a ping's own officer wins),
+else the one assigned the device then (geofence/assignments.py), else the device's officer as
+last recorded. A handover ends a shift too: a radio handed from A to B at 14:00 without a gap
+gives A a shift up to 14:00 and B one from 14:00 (the same officer on both sides: one shift).
 
 Within a shift, per docs/semantics.md "Dwell totals": lost = its losses, inside = the union
 of the device's visits (overlapping fences once, open visits up to the last ping), outside =
@@ -20,16 +22,20 @@ equals its lost_s.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
 import sqlalchemy as sa
 
+from geofence.assignments import Assignment, attribute
 from geofence.events import EventType
 from geofence.intervals import measure, union
 from services.store import Store, devices_table, events_table, lost_gaps, opt_float, visits
+from services.store.assignments import assignment_table
+from services.store.tables import assignments_table
 
 GapKind = Literal["loss", "break", "open"]
 #: Events that name who carried the device (an EXIT repeats its ENTER's officer).
@@ -57,6 +63,7 @@ class Shift:
     losses: int  # signal losses of the shift starting in the range
     officer_id: str | None = None
     callsign: str | None = None
+    team: str | None = None  # of the device's assignment, when it names the shift's officer
 
     @property
     def active_s(self) -> float:
@@ -103,35 +110,47 @@ def device_shifts(
     gaps: list[Gap],
     visits: list[tuple[float, float]],
     edges: tuple[float | None, float | None] = (None, None),
+    cuts: Sequence[float] = (),
 ) -> list[Shift]:
     """The shifts overlapping [lo, hi) of one device, and their figures within it.
 
     gaps: the device's gaps overlapping the range, in time order; visits: (enter, end)
     overlapping it; edges: the end of its last break before lo and the start of its first
-    break after hi, if any. Losses lie within shifts and visits between gaps, so each one
-    is measured against the shift windows as a whole, in numpy.
+    break after hi, if any; cuts: its handovers, which end a shift as well. Losses lie within
+    shifts and visits between gaps, so each one is measured against the shift windows as a
+    whole, in numpy.
     """
     breaks = [(g.start, g.end) for g in gaps if g.kind == "break" and g.end is not None]
     if edges[0] is not None:
         breaks.append((-math.inf, edges[0]))
     if edges[1] is not None:
         breaks.append((edges[1], math.inf))
-    spans = [(s, e) for s, e in shift_spans(first_ts, last_ts, breaks) if s < hi and (e > lo or s >= lo)]
+    pieces = [p for s, e in shift_spans(first_ts, last_ts, breaks) for p in _cut(s, e, cuts)]
+    spans = [(s, e, c) for s, e, c in pieces if s < hi and (e > lo or s >= lo)]
     if not spans:
         return []
-    start, end = np.array(spans).T
+    start, end, at_cut = np.array(spans).T
     a, b = np.maximum(start, lo), np.minimum(end, hi)
     v = np.array(visits, dtype=float).reshape(-1, 2)
     inside = measure(*union(v[:, 0], v[:, 1]), a, b)
     loss = np.array([(g.start, g.end) for g in gaps if g.kind == "loss"], dtype=float).reshape(-1, 2)
     lost = measure(loss[:, 0], loss[:, 1], a, b)
-    counted_to = np.minimum(np.searchsorted(loss[:, 0], end, "right"), np.searchsorted(loss[:, 0], hi, "left"))
+    # A loss starting at a handover is the next shift's; one starting at a shift's last ping, its own.
+    through = np.where(at_cut > 0, np.searchsorted(loss[:, 0], end, "left"), np.searchsorted(loss[:, 0], end, "right"))
+    counted_to = np.minimum(through, np.searchsorted(loss[:, 0], hi, "left"))
     losses = np.maximum(counted_to - np.searchsorted(loss[:, 0], a, "left"), 0)
     outside = (b - a) - lost - inside
     return [
         Shift(float(s), float(e), float(i), float(o), float(x), int(n))
         for s, e, i, o, x, n in zip(start, end, inside, outside, lost, losses, strict=True)
     ]
+
+
+def _cut(start: float, end: float, cuts: Sequence[float]) -> list[tuple[float, float, float]]:
+    """[start, end] cut at the instants strictly inside it: (start, end, 1.0 if it ends at a cut)."""
+    inner = [c for c in cuts if start < c < end]
+    edges = [start, *inner, end]
+    return [(a, b, float(i < len(inner))) for i, (a, b) in enumerate(pairwise(edges))]
 
 
 async def officer_time(
@@ -155,8 +174,12 @@ async def officer_time(
     if device_id is not None:
         dev_q = dev_q.where(d.device_id == device_id)
     if officer_id is not None:
+        a = assignments_table.c
         carried = sa.select(e.device_id).where(named & (e.officer_id == officer_id))
-        dev_q = dev_q.where((d.officer_id == officer_id) | d.device_id.in_(carried))
+        assigned = sa.select(a.device_id).where(
+            (a.officer_id == officer_id) & (a.valid_from < hi) & (a.valid_to.is_(None) | (a.valid_to > lo))
+        )
+        dev_q = dev_q.where((d.officer_id == officer_id) | d.device_id.in_(carried) | d.device_id.in_(assigned))
     ids = dev_q.with_only_columns(d.device_id).scalar_subquery()
     who_q = (
         sa.select(e.device_id, e.ts, e.officer_id, e.callsign)
@@ -187,6 +210,7 @@ async def officer_time(
         after = {dev: start for dev, start in (await conn.execute(after_q)).all()}
         visit_rows = (await conn.execute(visit_q)).all()
         who_rows = (await conn.execute(who_q)).all()
+        table = await assignment_table(store, conn, devices=[row.device_id for row in devices])
     gaps: dict[str, list[Gap]] = {}
     for dev, start, end in gap_rows:
         kind: GapKind = "open" if end is None else "break" if end - start > shift_break_s else "loss"
@@ -197,13 +221,26 @@ async def officer_time(
     who: dict[str, list[tuple[float, str, str | None]]] = {}
     for row in who_rows:
         who.setdefault(row.device_id, []).append((row.ts, row.officer_id, row.callsign))
+    pieces = {
+        row.device_id: device_shifts(
+            lo, hi, row.first_ts, row.last_ts, gaps.get(row.device_id, []), spans.get(row.device_id, []),
+            (opt_float(before.get(row.device_id)), opt_float(after.get(row.device_id))),
+            table.handovers(row.device_id),
+        )
+        for row in devices
+    }  # fmt: skip
+    # One lookup for every shift and device: the assignment at each shift's start and last ping.
+    keys = [(r.device_id, r.last_ts) for r in devices] + [(dev, s.start) for dev, ss in pieces.items() for s in ss]
+    found = table.resolve([k[0] for k in keys], [k[1] for k in keys]).tolist()
+    held = [table.rows[k] if k >= 0 else None for k in found]
+    at_last, at_start = held[: len(devices)], iter(held[len(devices) :])
     out: list[OfficerTime] = []
-    for row in devices:
+    for i, row in enumerate(devices):
         dev = row.device_id
         dev_gaps = gaps.get(dev, [])
-        edges = (opt_float(before.get(dev)), opt_float(after.get(dev)))
-        shifts = device_shifts(lo, hi, row.first_ts, row.last_ts, dev_gaps, spans.get(dev, []), edges)
-        shifts = carried_by(shifts, who.get(dev, []), (row.officer_id, row.callsign))
+        starts = [next(at_start) for _ in pieces[dev]]
+        shifts = carried_by(pieces[dev], who.get(dev, []), (row.officer_id, row.callsign), starts)
+        last = attribute(row.officer_id, row.callsign, at_last[i])
         break_s = sum(_overlap(x.start, x.end, lo, hi) for x in dev_gaps if x.kind == "break" and x.end is not None)
         if officer_id is not None:  # that officer's shifts, their losses; breaks belong to no one
             shifts = [s for s in shifts if s.officer_id == officer_id]
@@ -211,21 +248,66 @@ async def officer_time(
             break_s = 0.0
             if not shifts:
                 continue
-        out.append(OfficerTime(dev, row.officer_id, row.callsign, tuple(shifts), tuple(dev_gaps), break_s))
+        out.append(OfficerTime(dev, last.officer_id, last.callsign, tuple(shifts), tuple(dev_gaps), break_s))
     return out
 
 
 def carried_by(
-    shifts: list[Shift], named: list[tuple[float, str, str | None]], default: tuple[str | None, str | None]
+    shifts: list[Shift],
+    named: list[tuple[float, str, str | None]],
+    default: tuple[str | None, str | None],
+    held: Sequence[Assignment | None] = (),
 ) -> list[Shift]:
-    """Each shift with the officer (and callsign) of its first event naming one, else `default`.
+    """Each shift with the officer (and callsign) of its first event naming one, else its
+    assignment (`held[i]`, valid at shift i's start), else `default`; then a handover's two
+    sides carried by the same officer are one shift again.
 
     named: (ts, officer_id, callsign) of the device's events, in ts order.
     """
     ts = np.array([n[0] for n in named], dtype=float)
-    out = []
-    for s in shifts:
+    out: list[Shift] = []
+    for i, s in enumerate(shifts):
         k = int(np.searchsorted(ts, s.start, side="left"))
-        officer, callsign = named[k][1:] if k < len(named) and ts[k] <= s.end else default
-        out.append(replace(s, officer_id=officer, callsign=callsign))
+        assigned = held[i] if i < len(held) else None
+        if k < len(named) and ts[k] <= s.end:
+            who = attribute(named[k][1], named[k][2], assigned)
+        elif assigned is not None:
+            who = attribute(None, None, assigned)
+        else:
+            who = attribute(*default, None)
+        s = replace(s, officer_id=who.officer_id, callsign=who.callsign, team=who.team)
+        p = out[-1] if out else None
+        if (
+            p is not None
+            and p.end == s.start
+            and (p.officer_id, p.callsign, p.team) == (s.officer_id, s.callsign, s.team)
+        ):
+            s = replace(s, start=p.start, inside_s=p.inside_s + s.inside_s, outside_s=p.outside_s + s.outside_s,
+                        lost_s=p.lost_s + s.lost_s, losses=p.losses + s.losses)  # fmt: skip
+            out.pop()
+        out.append(s)
+    return out
+
+
+def per_officer(found: Sequence[OfficerTime], lo: float, hi: float) -> list[OfficerTime]:
+    """Each device's answer split by who carried it: one per (device, officer, callsign), in order
+    of their first shift, so a radio handed from A to B counts A's time for A and B's for B.
+
+    A gap goes with the first shift it starts in or at the end of (a loss inside its shift, a
+    break or an open gap with the shift it ends); the time of the range in breaks goes with it.
+    """
+    out: list[OfficerTime] = []
+    for o in found:
+        keys = list(dict.fromkeys((s.officer_id, s.callsign) for s in o.shifts))
+        if len(keys) <= 1:
+            out.append(o)
+            continue
+        owner = [
+            next(((s.officer_id, s.callsign) for s in o.shifts if s.start <= g.start <= s.end), None) for g in o.gaps
+        ]
+        for officer, callsign in keys:
+            gaps = tuple(g for g, k in zip(o.gaps, owner, strict=True) if k == (officer, callsign))
+            shifts = tuple(s for s in o.shifts if (s.officer_id, s.callsign) == (officer, callsign))
+            break_s = sum(_overlap(g.start, g.end, lo, hi) for g in gaps if g.kind == "break" and g.end is not None)
+            out.append(OfficerTime(o.device_id, officer, callsign, shifts, gaps, break_s))
     return out

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from geofence.events import EventType
 from services.measures.local_weeks import week_of
-from services.measures.officer_time import GapKind, OfficerTime, officer_time
+from services.measures.officer_time import GapKind, OfficerTime, officer_time, per_officer
 from services.store import Store, events_table
 
 
@@ -104,8 +104,9 @@ async def signal_loss(
     tz: str,
     device_id: str | None = None,
 ) -> list[DeviceLoss]:
-    """Every device active in [lo, hi) (or one), with its gaps, losses per shift and week, and flag."""
-    officers = await officer_time(store, lo, hi, shift_break_s, device_id=device_id)
+    """Every device active in [lo, hi) (or one), with its gaps, losses per shift and week, and flag;
+    one row per officer who carried it (officer_time.per_officer)."""
+    officers = per_officer(await officer_time(store, lo, hi, shift_break_s, device_id=device_id), lo, hi)
     return await losses_of(store, officers, lo, hi, min_losses=min_losses, tz=tz)
 
 

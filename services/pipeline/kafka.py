@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, MessageSizeTooLargeError, RecordTooLargeError
 
 from services.pipeline.seams import Message, NotAssigned, RebalanceListener
 
@@ -105,10 +105,20 @@ class KafkaProducer:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
 
-    async def send(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
-        futures = [await self.producer.send(topic, value, key=key) for topic, key, value in records]
-        if futures:
-            await asyncio.gather(*futures)
+    async def send(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> int:
+        futures = []
+        too_large = 0
+        for topic, key, value in records:
+            try:
+                futures.append(await self.producer.send(topic, value, key=key))
+            except MessageSizeTooLargeError:  # over the producer's max_request_size
+                too_large += 1
+        for outcome in await asyncio.gather(*futures, return_exceptions=True):
+            if isinstance(outcome, RecordTooLargeError):  # over the broker's or topic's limit
+                too_large += 1
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        return too_large
 
     async def topics(self) -> set[str]:
         cluster = await self.producer.client.fetch_all_metadata()

@@ -12,7 +12,12 @@ The commit order, for every polled batch (this is the one place it is written do
 2. produce events to the events topic and rejects to the DLQ, and wait for every ack;
 3. every `checkpoint_interval_s` (and on revocation or shutdown): write each partition's
    changed engine state, its next offset, and the events and device states the query API
-   serves, to the store in ONE transaction (events keyed by event_id, so a replay adds none);
+   serves, to the store in ONE transaction (events keyed by event_id, so a replay adds none).
+   A partition's state is captured on the loop, between batches, after step 2 of the last one;
+   a writer (services.pipeline.writer, a thread of its own in service) writes it while the loop
+   goes on consuming. One checkpoint at a time: the next partition is captured only once the
+   last is written, and a write that fails hands its capture back to be written with the next.
+   Revocation and shutdown wait for the write in flight, then write theirs;
 4. commit the same offsets to Kafka, for lag tools only: they are never read back.
 
 A crash before step 3 replays from the previous checkpoint; the events it produces again
@@ -37,18 +42,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from geofence.engine import Engine
-from geofence.events import EventType
+from geofence.events import Event, EventType
 from geofence.index import FenceIndex
 from geofence.params import EngineParams
-from ingest.ping_message import parse_messages
+from ingest.ping_message import ParsedPings, parse_messages
 from ingest.rules import unknown_fence, unknown_fence_rows
+from services.measures.calibration import FixRow
 from services.metrics import Metrics
+from services.pipeline.admission import Admission
 from services.pipeline.outbox import Outbox, dlq_record
 from services.pipeline.partition import Partition, fingerprint
 from services.pipeline.seams import (
@@ -62,7 +69,8 @@ from services.pipeline.seams import (
     NotAssigned,
     Producer,
 )
-from services.store import Checkpoint, Observations, devices_now
+from services.pipeline.writer import LoopWriter, Writer
+from services.store import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +99,18 @@ class Health:
     broker: bool = False
     assigned: bool = False
     error: str | None = None
+    checkpoint_failures: int = 0  # in a row: nothing the matcher does is being saved meanwhile
+
+
+@dataclass(slots=True)
+class Captured:
+    """One partition's checkpoint, captured on the loop, to be written off it."""
+
+    part: Partition
+    checkpoint: Checkpoint
+    events: list[Event]
+    fixes: list[FixRow]
+    commit: bool  # its offset moved since the last checkpoint: commit it to Kafka once written
 
 
 class Matcher:
@@ -109,8 +129,12 @@ class Matcher:
         wall_clock: bool,
         checkpoint_interval_s: float,
         health: Health | None = None,
+        parse: Callable[[Sequence[bytes | None]], ParsedPings] = parse_messages,
+        writer: Writer | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.log = log
+        self.admission = admission  # live only: replays and in-memory tests run on event time alone
         self.group = group
         self.pings_topic, self.events_topic, self.dlq_topic = topics
         self.params = params
@@ -119,6 +143,7 @@ class Matcher:
         self.wall_clock = wall_clock
         self.checkpoint_interval_s = checkpoint_interval_s
         self.health = health or Health()
+        self.parse = parse  # message values -> pings and rejects: JSON pings, or LIP records (ingest.lip_records)
         self.capture = capture  # fixes of open calibration checks
         self.index = FenceIndex([])
         self.fence_version = -1
@@ -129,7 +154,12 @@ class Matcher:
         self.pending: Outbox | None = None  # processed but not yet acked: produced again first
         self.fences_checked = time.monotonic()
         self.seeks = 0  # consumer seeks so far: tells records polled before a seek from those after
+        self.log_ends: dict[int, int] = {}  # partition -> the log's end at the last fetch: what a lost log held
         self.last_checkpoint = time.monotonic()
+        self.writer = writer or LoopWriter(store)  # step 3, off the loop when a ThreadWriter
+        self.writing: asyncio.Task[None] | None = None  # the checkpoint being written
+        self.to_capture: list[int] = []  # partitions of this round of checkpoints still to capture
+        self.uncommitted: dict[int, int] = {}  # offsets written, not yet committed to Kafka (step 4)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -174,9 +204,11 @@ class Matcher:
                 if self.pending is not None and self.producer is not None:
                     await asyncio.wait_for(self._produce(self.pending), SHUTDOWN_PRODUCE_S)
                     self.pending = None
-                await self._checkpoint(list(self.parts))
+                await self._checkpoint_now(list(self.parts))
         except LOG_ERRORS + STORE_ERRORS as exc:
             log.warning("final checkpoint skipped (the next start replays from the previous one): %s", exc)
+        await self._written()  # one still in flight when the final one was skipped ends before its writer
+        await self.writer.close()
         for client in (self.consumer, self.producer):
             if client is not None:
                 try:
@@ -237,7 +269,7 @@ class Matcher:
         fences, version = await self.store.load_fences()
         if version == self.fence_version:
             return
-        self.index = FenceIndex(fences, version)
+        self.index = await asyncio.to_thread(FenceIndex, fences, version)  # seconds for big sets: off the loop
         self.fence_version = version
         for part in self.parts.values():
             removed = part.engine.set_index(self.index)
@@ -287,7 +319,7 @@ class Matcher:
         async with self.lock:
             mine = [p for p in partitions if p in self.parts]
             try:
-                await self._checkpoint(mine)
+                await self._checkpoint_now(mine)
             finally:
                 for p in mine:
                     del self.parts[p]
@@ -307,7 +339,6 @@ class Matcher:
             polled = await consumer.poll(POLL_TIMEOUT_MS)
             await self.capture.refresh()
             started = time.perf_counter()
-            commit: dict[int, int] = {}
             async with self.lock:
                 outbox = Outbox()
                 now = time.time() if self.wall_clock else None
@@ -339,14 +370,11 @@ class Matcher:
                 self.pending = None
                 if polled:
                     self.metrics.batch_seconds.observe(time.perf_counter() - started)
-                if time.monotonic() - self.last_checkpoint >= self.checkpoint_interval_s:
-                    try:
-                        commit = await self._checkpoint(list(self.parts))
-                    except STORE_ERRORS as exc:  # the store is away: keep going, retry later
-                        self.health.error = f"store: {type(exc).__name__}: {exc}"
-                        log.warning("checkpoint failed, will retry: %s", exc)
-                        self.last_checkpoint = time.monotonic()
-            if commit:
+                if self.writing is not None and self.writing.done():
+                    await self._written()
+                self._start_checkpoint()
+            if self.uncommitted:
+                commit, self.uncommitted = self.uncommitted, {}
                 await self._commit_offsets(commit)
 
     def _check_short_logs(self) -> None:
@@ -367,6 +395,10 @@ class Matcher:
             part.next_offset,
             why,
         )
+        lost = max(self.log_ends.pop(p, 0) - part.next_offset, 0)  # fetched past, never processed
+        if lost:
+            log.error("partition %d: %d pings in the lost log were never processed: lost", p, lost)
+            self.metrics.pings_lost.inc(lost)
         part.restart()
         self._seek(p, part)
 
@@ -392,7 +424,7 @@ class Matcher:
     def _process(self, part: Partition, records: Sequence[Message], now: float | None, outbox: Outbox) -> None:
         m = self.metrics
         m.pings_consumed.inc(len(records))
-        parsed = parse_messages([r.value for r in records])
+        parsed = self.parse([r.value for r in records])
         for r in parsed.rejects:
             outbox.dlq.append(dlq_record(records[r.index], f"{r.field}: {r.reason}" if r.field else r.reason))
             m.pings_rejected.labels(reason="invalid").inc()
@@ -406,6 +438,11 @@ class Matcher:
             keep = np.setdiff1d(np.arange(len(batch)), unknown)
             batch = batch.take(keep)
             source = source[keep]
+        if self.admission is not None:  # a broken clock's pings never move the watermark
+            batch, source, refused = self.admission.admit(batch, source, time.time())
+            for i, reason in refused:
+                outbox.dlq.append(dlq_record(records[i], reason))
+                m.pings_rejected.labels(reason=reason).inc()
         part.fixes += self.capture.select(batch)
         result = part.engine.process(batch, now=now)
         for i in result.late.tolist():
@@ -420,6 +457,7 @@ class Matcher:
         end = self.consumer.highwater(last.partition) if self.consumer else None
         if end is not None:  # refined by _measure_lag, which also asks the broker for the log's end
             m.consumer_lag.labels(partition=str(last.partition)).set(max(end - part.next_offset, 0))
+            self.log_ends[last.partition] = end
 
     def _unknown_fences(self, extras: np.ndarray) -> np.ndarray:
         """Pings naming a hot spot (fence_id) that does not exist."""
@@ -431,46 +469,99 @@ class Matcher:
         """Send events and DLQ records and wait for every ack (step 2 of the commit order)."""
         producer = self.producer
         assert producer is not None
-        await producer.send(outbox.records(self.events_topic, self.dlq_topic))
+        too_large = await producer.send(outbox.records(self.events_topic, self.dlq_topic))
+        if too_large:  # nothing makes them fit later: skipped, said and counted, never retried for ever
+            log.error("%d records too large for the broker were skipped (hotspots_records_skipped)", too_large)
+            self.metrics.records_skipped.inc(too_large)
         now = time.time()
         for e in outbox.events:
             self.metrics.events.labels(type=e.type.value).inc()
             if e.type is not EventType.SIGNAL_LOST:  # a loss is stamped with the last ping, not a new one
                 self.metrics.ping_to_event_seconds.observe(max(now - e.ts, 0.0))
 
-    async def _checkpoint(self, partitions: Sequence[int]) -> dict[int, int]:
-        """Step 3 of the commit order; call with the lock held and nothing pending.
+    def _capture(self, partitions: Sequence[int]) -> list[Captured]:
+        """Step 3, first half: take what changed in each partition since its last checkpoint.
 
-        Returns the offsets to commit to Kafka (step 4), which the caller does without the lock:
-        a commit may wait for a rebalance, and a rebalance waits for the lock.
+        Call with the lock held; with a batch pending nothing is taken (what is captured is acked).
         """
         if self.pending is not None:
-            return {}
-        started = time.perf_counter()
-        offsets: dict[int, int] = {}
+            return []
+        out = []
         for p in partitions:
             part = self.parts[p]
             if part.next_offset == part.checkpointed_offset and not part.engine.dirty and not part.unrecorded:
                 continue  # nothing consumed or changed since the last checkpoint
             stream, devices = part.engine.checkpoint()
+            cp = Checkpoint(self.group, self.pings_topic, p, part.next_offset, part.fingerprint, stream, devices)
+            commit = part.next_offset > 0 and part.next_offset != part.checkpointed_offset
+            out.append(Captured(part, cp, part.unrecorded, part.fixes, commit))
+            part.unrecorded, part.fixes = [], []
+        return out
+
+    async def _write(self, captured: Sequence[Captured]) -> None:
+        """Step 3, second half: write the captures in order; one that fails is handed back with the
+        rest, to be captured again, with what came since, by the next checkpoint."""
+        started = time.perf_counter()
+        for i, c in enumerate(captured):
             try:
-                await self.capture.save(part.fixes)  # first: a crash before the checkpoint captures them again
-                await self.store.save_checkpoint(
-                    Checkpoint(self.group, self.pings_topic, p, part.next_offset, part.fingerprint, stream, devices),
-                    Observations(part.unrecorded, devices_now(devices)),
-                )
+                await self.capture.save(c.fixes)  # first: a crash before the checkpoint captures them again
+                await self.writer.write(c.checkpoint, c.events)
             except BaseException:
-                part.engine.dirty.update(part.engine.devices.slots(np.array(list(devices), dtype=object)).tolist())
+                for rest in captured[i:]:
+                    self._hand_back(rest)
                 raise
-            part.unrecorded = []
-            part.fixes = []
-            if part.next_offset > 0 and part.next_offset != part.checkpointed_offset:
-                offsets[p] = part.next_offset
-            part.checkpointed_offset = part.next_offset
-        self.last_checkpoint = time.monotonic()
+            c.part.checkpointed_offset = c.checkpoint.next_offset
+            if c.commit:
+                self.uncommitted[c.checkpoint.partition] = c.checkpoint.next_offset
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         self.metrics.devices_tracked.set(sum(len(x.engine.devices) for x in self.parts.values()))
-        return offsets
+
+    @staticmethod
+    def _hand_back(c: Captured) -> None:
+        """A capture not written: its devices count as changed again, its events and fixes as unrecorded."""
+        engine = c.part.engine
+        engine.dirty.update(engine.devices.slots(np.array(list(c.checkpoint.devices), dtype=object)).tolist())
+        c.part.unrecorded[:0] = c.events
+        c.part.fixes[:0] = c.fixes
+
+    def _start_checkpoint(self) -> None:
+        """Every `checkpoint_interval_s` a round: one partition captured at a time (the loop stalls
+        for one partition's capture, not all of theirs), written in the background, the next
+        captured only once it is written (`_written` collects the outcome): never two at once."""
+        if self.writing is not None:
+            return
+        if not self.to_capture:
+            if time.monotonic() - self.last_checkpoint < self.checkpoint_interval_s:
+                return
+            self.to_capture, self.last_checkpoint = sorted(self.parts, reverse=True), time.monotonic()
+        while self.to_capture:
+            p = self.to_capture.pop()
+            captured = self._capture([p]) if p in self.parts else []
+            if captured:
+                self.writing = asyncio.create_task(self._write(captured), name="checkpoint")
+                return
+
+    async def _written(self) -> None:
+        """Wait for the checkpoint in flight, if any; a failure is reported and retried later."""
+        task, self.writing = self.writing, None
+        if task is None:
+            return
+        try:
+            await task
+        except STORE_ERRORS as exc:  # the store is away: keep going, retry later
+            self.health.checkpoint_failures += 1
+            self.health.error = f"store: {type(exc).__name__}: {exc}"
+            log.warning("checkpoint failed, will retry: %s", exc)
+        else:
+            self.health.checkpoint_failures = 0
+
+    async def _checkpoint_now(self, partitions: Sequence[int]) -> None:
+        """Step 3 for partitions let go (revoked, or on shutdown), with the lock held: the write in
+        flight, then theirs, both awaited; a failure of theirs is raised."""
+        await self._written()
+        captured = self._capture(partitions)
+        if captured:
+            await self._write(captured)
 
     async def _commit_offsets(self, offsets: dict[int, int]) -> None:
         """Step 4: informational only, for lag tools; the store holds the offsets that count."""

@@ -66,6 +66,7 @@ class MemoryLog:
         self.groups: dict[str, _Group] = {}
         self.committed: dict[tuple[str, str, int], int] = {}  # (group, topic, partition) -> offset
         self.refusing = False  # set: every send fails after delivering half its records
+        self.max_record_bytes = 1024 * 1024  # larger records are refused, as Kafka's default refuses them
         self.acks = asyncio.Event()  # cleared: sends wait for their acks
         self.acks.set()
         self.appended: dict[str, int] = {}  # messages ever appended to each topic, across restarts
@@ -226,14 +227,19 @@ class MemoryProducer:
     def __init__(self, log: MemoryLog) -> None:
         self.log = log
 
-    async def send(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+    async def send(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> int:
         delivered = records[: len(records) // 2] if self.log.refusing else records
+        too_large = 0
         for topic, key, value in delivered:
-            self.log.append(topic, key, value)
+            if len(value) + len(key or b"") > self.log.max_record_bytes:
+                too_large += 1
+            else:
+                self.log.append(topic, key, value)
         if self.log.refusing:
             raise ConnectionError("the log refused the send (MemoryLog.refusing)")
         if records:  # nothing sent, no ack to wait for
             await self.log.acks.wait()
+        return too_large
 
     async def topics(self) -> set[str]:
         return set(self.log.topics)

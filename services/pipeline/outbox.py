@@ -11,23 +11,34 @@ import orjson
 from geofence.events import Event
 from services.pipeline.seams import Message
 
+#: Bytes of the original message (and of its key) a dead letter copies. JSON escapes a control
+#: character in six bytes, so a copy stays under 400 KB, well inside Kafka's 1 MB default record
+#: limit: one bad message too large to copy whole must not stop the matcher on every partition.
+ORIGINAL_MAX = 64 * 1024
+KEY_MAX = 1024
+
 
 def dlq_record(message: Message, reason: str) -> tuple[bytes | None, bytes]:
-    """The DLQ message: the original bytes, the reason and where the message came from."""
+    """The DLQ message: the original bytes (the first ORIGINAL_MAX, saying so when cut), the
+    reason and where the message came from (its offset finds the whole message in the log)."""
     value = message.value or b""
+    key = message.key[:KEY_MAX] if message.key else message.key
     body: dict[str, Any] = {
         "reason": reason,
         "topic": message.topic,
         "partition": message.partition,
         "offset": message.offset,
         "timestamp": message.timestamp,
-        "key": message.key.decode("utf-8", "replace") if message.key else None,
+        "key": key.decode("utf-8", "replace") if key else None,
     }
+    if len(value) > ORIGINAL_MAX or (message.key and len(message.key) > KEY_MAX):
+        body["truncated"] = {"original_bytes": len(value), "key_bytes": len(message.key or b"")}
+        value = value[:ORIGINAL_MAX]
     try:
         body["original"] = value.decode("utf-8")
     except UnicodeDecodeError:
         body["original_b64"] = base64.b64encode(value).decode()
-    return message.key, orjson.dumps(body)
+    return key, orjson.dumps(body)
 
 
 @dataclass(slots=True)

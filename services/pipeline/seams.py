@@ -88,8 +88,9 @@ class Consumer(Protocol):
 class Producer(Protocol):
     """Sends to any topic of the log."""
 
-    async def send(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
-        """Send (topic, key, value) records and return once every one is acknowledged."""
+    async def send(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> int:
+        """Send (topic, key, value) records and return once every one is acknowledged; how many
+        the log refused as too large (skipped: a record no retry can deliver must not stall)."""
         ...
 
     async def topics(self) -> set[str]:

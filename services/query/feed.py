@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from services.query.attribution import attributed_events
 from services.store import Store, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -56,17 +57,20 @@ class TooManyStreams(Exception):
 
 @dataclass(frozen=True, slots=True)
 class EventFilter:
-    """Which events a stream wants; None matches any."""
+    """Which events a stream wants; None matches any. `officer_id` keeps an officer key's stream to
+    the events naming that officer (server-side: the client cannot widen it)."""
 
     types: frozenset[str] | None = None
     fence_id: str | None = None
     device_id: str | None = None
+    officer_id: str | None = None
 
     def matches(self, e: StoredEvent) -> bool:
         return (
             (self.types is None or e.type in self.types)
             and (self.fence_id is None or e.fence_id == self.fence_id)
             and (self.device_id is None or e.device_id == self.device_id)
+            and (self.officer_id is None or e.officer_id == self.officer_id)
         )
 
 
@@ -159,13 +163,17 @@ class Subscription:
         f = self.filters
         types = None if f.types is None else sorted(f.types)
         while self.last < upto and not self._feed.closed and not await self._revoked():
-            rows = await self._feed.store.events_page(
+            # The officer filter is applied after attribution: a radio's events name its officer only then.
+            page = await self._feed.store.events_page(
                 types=types, fence_id=f.fence_id, device_id=f.device_id, after_seq=self.last, limit=PAGE
             )
+            rows = await attributed_events(self._feed.store, page)
             upto_rows = [r for r in rows if r.seq <= upto]
             if upto_rows:
                 self.last = upto_rows[-1].seq
-                yield b"".join(frame(r) for r in upto_rows)
+                shown = [r for r in upto_rows if f.officer_id is None or r.officer_id == f.officer_id]
+                if shown:
+                    yield b"".join(frame(r) for r in shown)
             if len(upto_rows) < PAGE:
                 self.last = max(self.last, upto)  # none left that matches up to the feed's position
 
@@ -244,7 +252,8 @@ class EventFeed:
                 if time.monotonic() >= fences_due:
                     self._fences_moved(await self.store.fence_version())
                     fences_due = time.monotonic() + FENCE_CHECK_S
-                rows = await self.store.events_page(after_seq=self._cursor, limit=PAGE)
+                page = await self.store.events_page(after_seq=self._cursor, limit=PAGE)
+                rows = await attributed_events(self.store, page)
             except Exception as exc:  # the store is away: streams stay open, the feed retries
                 failures += 1
                 if failures == 1:

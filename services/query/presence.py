@@ -7,6 +7,10 @@ and refreshed through a `FreshCache` when the store's version changes (see
 services/query/cache.py for the staleness bound). Filters are answered from its indexes and the
 unfiltered answer is serialised once per snapshot.
 
+Officers are attributed as of each device's last ping: a ping's own officer, else the device's
+assignment then (geofence/assignments.py); changing an assignment bumps the store's version, so
+the snapshot is read again.
+
 Every snapshot carries `seq`, the newest event it reflects, read in the same transaction: a
 client that opens the event stream after that seq (the control-room page does) misses no event
 between the snapshot and the stream, however old the snapshot, and sees none twice.
@@ -15,12 +19,14 @@ between the snapshot and the stream, however old the snapshot, and sees none twi
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
+from geofence.assignments import AssignmentTable, attribute
 from services.query.cache import FreshCache, JsonBody
 from services.store import Present, Store, StoredDevice
+from services.store.assignments import assignment_table
 
 Pair = tuple[str, Present]  # (fence_id, a device inside it)
 
@@ -31,13 +37,50 @@ def presence_json(found: dict[str, list[Present]], seq: int) -> bytes:
     return orjson.dumps({"seq": seq, "fences": fences})
 
 
+def attributed_present(by_fence: dict[str, list[Present]], table: AssignmentTable) -> dict[str, list[Present]]:
+    """Presence with each device's officer, callsign and team as of its last ping."""
+    rows = [p for present in by_fence.values() for p in present]
+    if not len(table) or not rows:
+        return by_fence
+    found = table.resolve([p.device_id for p in rows], [p.last_ts for p in rows]).tolist()
+    out: dict[str, list[Present]] = {}
+    k = 0
+    for fence_id, present in by_fence.items():
+        for p in present:
+            who = attribute(p.officer_id, p.callsign, table.rows[found[k]] if found[k] >= 0 else None)
+            out.setdefault(fence_id, []).append(
+                p._replace(officer_id=who.officer_id, callsign=who.callsign, team=who.team)
+            )
+            k += 1
+    return out
+
+
+def attributed_devices(devices: list[StoredDevice], table: AssignmentTable) -> list[StoredDevice]:
+    """Devices with their officer, callsign and team as of their last ping."""
+    if not len(table) or not devices:
+        return devices
+    found = table.resolve([d.device_id for d in devices], [d.now.last_ts for d in devices]).tolist()
+    out = []
+    for d, k in zip(devices, found, strict=True):
+        who = attribute(d.now.officer_id, d.now.callsign, table.rows[k] if k >= 0 else None)
+        out.append(replace(d, now=replace(d.now, officer_id=who.officer_id, callsign=who.callsign), team=who.team))
+    return out
+
+
 async def devices_as_of(
-    store: Store, officer_id: str | None = None, callsign: str | None = None
+    store: Store, officer_id: str | None = None, callsign: str | None = None, device_id: str | None = None
 ) -> tuple[list[StoredDevice], int]:
-    """Every device (filters AND) and the seq of the newest event the answer reflects."""
+    """Every device (filters AND, on the attributed officer) and the seq of the newest event the answer reflects."""
     async with store.read() as conn:
-        found = await store.devices(officer_id=officer_id, callsign=callsign, conn=conn)
-        return found, await store.last_event_seq(conn=conn)
+        found = attributed_devices(
+            await store.devices(device_id=device_id, conn=conn), await assignment_table(store, conn)
+        )
+        seq = await store.last_event_seq(conn=conn)
+    wanted = [
+        d for d in found
+        if (officer_id is None or d.now.officer_id == officer_id) and (callsign is None or d.now.callsign == callsign)
+    ]  # fmt: skip
+    return wanted, seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,5 +154,7 @@ class PresenceCache:
 
     async def _read(self) -> PresenceSnapshot:
         async with self._store.read() as conn:
-            by_fence = await self._store.presence(conn=conn)
+            by_fence = attributed_present(
+                await self._store.presence(conn=conn), await assignment_table(self._store, conn)
+            )
             return PresenceSnapshot.of(by_fence, await self._store.last_event_seq(conn=conn))

@@ -26,7 +26,8 @@ GRID_COLOUR = "#d0d7de"
 #: Hot spot names longer than this are cut in the chart (whole in its tooltip and the tables).
 LABEL_CHARS = 28
 
-_CSS = """
+#: The reports' style sheet (the briefing pack adds its print rules to it).
+CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;margin:24px;color:#1b1f24;
 background:#fff;max-width:1100px}
 h1{font-size:1.5em;margin:0 0 4px}h2{font-size:1.15em;margin:28px 0 8px;border-bottom:2px solid #1f3a5f}
@@ -170,6 +171,14 @@ def table_html(t: Table) -> str:
     return f'<h2>{escape(t.title)}</h2><table id="table-{escape(t.name)}"><tr>{head}</tr>{body}</table>'
 
 
+def cards_html(cards: Sequence[tuple[object, str]]) -> str:
+    """Headline figures as cards: (value, what it is); a missing value shows as "-"."""
+    return "".join(
+        f'<div class="card"><b>{escape("-" if value is None else str(value))}</b><span>{escape(label)}</span></div>'
+        for value, label in cards
+    )
+
+
 def to_html(report: WeeklyReport) -> bytes:
     week, tz = report.week, report.week.timezone
     first, last = week.days[0].day, week.days[-1].day
@@ -180,15 +189,11 @@ def to_html(report: WeeklyReport) -> bytes:
         ("inside_pct", "officer time inside %"), ("lost_min", "minutes without signal"),
         ("repeated_loss_devices", "radios with repeated loss"), ("incidents", "incidents in hot spots"),
     ]  # fmt: skip
-    card_html = "".join(
-        f'<div class="card"><b>{escape("-" if summary.get(k) is None else str(summary[k]))}</b>'
-        f"<span>{escape(label)}</span></div>"
-        for k, label in cards
-    )
+    card_html = cards_html([(summary.get(k), label) for k, label in cards])
     tables = "".join(table_html(t) for t in report.tables if t.name != "summary")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Hot spot stocktake {escape(week.label)}</title><style>{_CSS}</style></head>
+<title>Hot spot stocktake {escape(week.label)}</title><style>{CSS}</style></head>
 <body>
 <h1>Hot spot stocktake, week {escape(week.label)}</h1>
 <p class="sub">{first:%A %d %B %Y} to {last:%A %d %B %Y}, local time ({escape(tz)}).

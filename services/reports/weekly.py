@@ -30,8 +30,9 @@ from geofence.compliance import ComplianceRow
 from services.measures.compliance import compliance_groupings
 from services.measures.incidents import outcome_counts
 from services.measures.local_weeks import LocalDay, LocalWeek, local_text
-from services.measures.officer_time import OfficerTime, officer_time
+from services.measures.officer_time import OfficerTime, officer_time, per_officer
 from services.measures.signal_loss import DeviceLoss, losses_of
+from services.reports.cells import append_xlsx_row, csv_cell
 from services.reports.html import to_html
 from services.settings import Settings
 from services.store import DwellRow, Store
@@ -130,7 +131,7 @@ async def weekly_report(store: Store, settings: Settings, week: LocalWeek) -> We
     by_team, windows = grouped["team"], grouped["window"]
     dwell = {r.fence_id: r for r in await store.dwell(lo, hi, group_by="fence") if r.fence_id is not None}
     daily = [(day, await store.dwell(day.start, day.end, group_by="fence")) for day in week.days]
-    officers = await officer_time(store, lo, hi, settings.shift_break_s)
+    officers = per_officer(await officer_time(store, lo, hi, settings.shift_break_s), lo, hi)  # a row per carrier
     losses = await losses_of(store, officers, lo, hi, min_losses=settings.repeated_loss_gaps, tz=tz)
     outcomes = await outcome_counts(store, lo, hi)
     fence_ids = sorted(set(names) | set(dwell) | set(by_fence))
@@ -182,7 +183,7 @@ async def weekly_report(store: Store, settings: Settings, week: LocalWeek) -> We
         )
         for day, rows in daily
     )
-    return WeeklyReport(week, time.time(), tables, bars, days, tuple(o.device_id for o in officers))
+    return WeeklyReport(week, time.time(), tables, bars, days, tuple(dict.fromkeys(o.device_id for o in officers)))
 
 
 def _dosage(daily: Sequence[tuple[LocalDay, Sequence[DwellRow]]], planned: dict[tuple[date, str], float]) -> Table:
@@ -295,7 +296,7 @@ def to_csv(report: WeeklyReport) -> bytes:
     for t in report.tables:
         writer.writerow([t.name])
         writer.writerow(t.columns)
-        writer.writerows(t.rows)
+        writer.writerows([csv_cell(c) for c in row] for row in t.rows)
         writer.writerow([])
     return out.getvalue().encode("utf-8")
 
@@ -310,7 +311,7 @@ def to_xlsx(report: WeeklyReport) -> bytes:
         sheet = book.create_sheet(t.name)
         sheet.append(list(t.columns))
         for row in t.rows:
-            sheet.append(list(row))
+            append_xlsx_row(sheet, row)
         for cell in sheet[1]:
             cell.font, cell.fill, cell.alignment = header_font, header_fill, Alignment(horizontal="center")
         sheet.freeze_panes = "A2"

@@ -74,14 +74,24 @@ class CheckpointStore(ObservationStore):
             devices: dict[str, dict[str, Any]] = {d: orjson.loads(state) for d, state in raw}
         return Checkpoint(group, topic, partition, row.next_offset, row.log_fingerprint, row.stream, devices)
 
+    async def checkpoint_positions(self, group: str, topic: str) -> dict[int, tuple[int, str | None]]:
+        """Partition -> (next offset, log fingerprint) of every checkpoint, without the engine state."""
+        c = checkpoints.c
+        query = sa.select(c.partition, c.next_offset, c.log_fingerprint)
+        async with self.read() as conn:
+            rows = (await conn.execute(query.where((c.consumer_group == group) & (c.topic == topic)))).all()
+        return {int(p): (int(o), f) for p, o, f in rows}
+
     async def save_checkpoint(self, cp: Checkpoint, observations: Observations | None = None) -> None:
         """Write the stream row and upsert `cp.devices`, all in one transaction.
 
         With `observations` (what the pings up to `cp.next_offset` produced), the query tables
         are written in the same transaction (see `record`): they commit with the offset or not
-        at all, so after a crash nothing is recorded twice or lost.
+        at all, so after a crash nothing is recorded twice or lost. The device states are
+        serialised before the transaction: on SQLite its write lock is held the shorter.
         """
         key = {"consumer_group": cp.group, "topic": cp.topic, "partition": cp.partition}
+        states = [json_dumps(s) for s in cp.devices.values()]
         async with self.write() as conn:
             ins = self.insert(checkpoints).values(
                 **key, next_offset=cp.next_offset, log_fingerprint=cp.log_fingerprint, stream=cp.stream
@@ -92,19 +102,18 @@ class CheckpointStore(ObservationStore):
             )
             await conn.execute(stmt)
             if cp.devices:
-                await self._upsert_devices(conn, key, cp.devices)
+                await self._upsert_devices(conn, key, list(cp.devices), states)
             if observations is not None:
                 await self._record(conn, observations)
 
     async def _upsert_devices(
-        self, conn: AsyncConnection, key: dict[str, Any], devices: dict[str, dict[str, Any]]
+        self, conn: AsyncConnection, key: dict[str, Any], devices: list[str], states: list[str]
     ) -> None:
-        """The bulk upsert, in driver SQL: tens of thousands of rows per checkpoint are normal,
-        and SQLAlchemy's per-row parameter handling would cost more than the database does."""
+        """The bulk upsert of devices' JSON states, in driver SQL: tens of thousands of rows per
+        checkpoint are normal, and SQLAlchemy's per-row parameter handling would cost more than the database does."""
         group, topic, partition = key["consumer_group"], key["topic"], key["partition"]
-        states = [json_dumps(s) for s in devices.values()]
         if self._pg:  # one statement over two arrays instead of one round trip per row
-            await conn.exec_driver_sql(_PG_UPSERT_DEVICES, (group, topic, partition, list(devices), states))
+            await conn.exec_driver_sql(_PG_UPSERT_DEVICES, (group, topic, partition, devices, states))
         else:
             rows = [(group, topic, partition, d, s) for d, s in zip(devices, states, strict=True)]
             await conn.exec_driver_sql(_SQLITE_UPSERT_DEVICES, rows)

@@ -26,6 +26,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only
 
+from services.store.tables import audit_log
+
 #: Alembic script directory, found next to this module so an installed package works.
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: How long a SQLite writer waits for another writer's lock before failing.
@@ -34,12 +36,21 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 MIGRATION_LOCK_KEY = 0x486F7473706F7473  # "Hotspots"
 #: Rows per SQLite statement of many rows (it takes up to 32,766 parameters).
 SQLITE_ROWS_PER_STATEMENT = 4_000
+#: The audit log's own SQLite file, next to the database file (see `Database.audit_write`).
+AUDIT_FILE_SUFFIX = "-audit"
+
+
+def private_dir(path: Path) -> None:
+    """Create the data directory for its owner's eyes only (0700): the store, the journal and the
+    broker's files in it hold officers' positions."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
 
 
 def database_url(url: str | None, data_dir: Path) -> str:
     """The SQLAlchemy async URL for a configured one; None means SQLite under data_dir."""
     if url is None:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         return f"sqlite+aiosqlite:///{data_dir}/hotspots.db"
     for plain, driver in (
         ("postgresql://", "postgresql+asyncpg://"),
@@ -116,11 +127,28 @@ def _upgrade(conn: sa.Connection) -> None:
     command.upgrade(cfg, "head")
 
 
+def _audit_url(url: sa.URL) -> sa.URL | None:
+    """The audit log's SQLite file beside a SQLite database file; None for PostgreSQL or memory."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    path = Path(url.database)
+    return url.set(database=str(path.with_name(path.stem + AUDIT_FILE_SUFFIX + path.suffix)))
+
+
+def _create_audit_log(conn: sa.Connection) -> bool:
+    """Create the audit log table where it is missing; whether it was."""
+    if sa.inspect(conn).has_table(audit_log.name):
+        return False
+    audit_log.create(conn)
+    return True
+
+
 class Database:
     """Async access to the database; one per process, shared by all tasks (pooled connections)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._audit = engine  # on SQLite, replaced by the audit file's engine in `open`
         self._pg = engine.dialect.name == "postgresql"
         # Writers take SQLite's write lock up front; PostgreSQL readers see one snapshot.
         self._writer = engine.execution_options(hotspots_write=True)
@@ -138,12 +166,45 @@ class Database:
                 if db._pg:  # two processes starting together must not both create tables
                     await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
                 await conn.run_sync(_upgrade)
+            audit_url = _audit_url(engine.url)
+            if audit_url is not None:
+                await db._open_audit(audit_url)
         except BaseException:
-            await engine.dispose()
+            await db.close()
             raise
         return db
 
+    async def _open_audit(self, url: sa.URL) -> None:
+        """The audit log in a SQLite file of its own: an audited read (every presence request) then
+        commits without waiting for the write lock of the matcher's checkpoints, as durably
+        (WAL, synchronous FULL). Entries written before it existed are moved into it."""
+        engine = create_async_engine(url, json_serializer=json_dumps, json_deserializer=orjson.loads)
+        _sqlite_setup(engine)
+        self._audit = engine
+        async with self.audit_write() as conn:
+            if not await conn.run_sync(_create_audit_log):
+                return
+            async with self.read() as old:
+                rows = [r._asdict() for r in (await old.execute(sa.select(audit_log).order_by(audit_log.c.id))).all()]
+            if rows:
+                await conn.execute(sa.insert(audit_log), rows)
+        if rows:
+            async with self.write() as conn:
+                await conn.execute(sa.delete(audit_log))
+
+    @classmethod
+    @asynccontextmanager
+    async def opened(cls, url: str) -> AsyncIterator[Self]:
+        """A handle for the block, e.g. a thread's own (an async driver's connections belong to one loop)."""
+        db = await cls.open(url)
+        try:
+            yield db
+        finally:
+            await db.close()
+
     async def close(self) -> None:
+        if self._audit is not self._engine:
+            await self._audit.dispose()
         await self._engine.dispose()
 
     async def healthy(self, timeout_s: float = 2.0) -> bool:
@@ -159,6 +220,18 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A transaction on the writer pool (one connection on SQLite: one writer at a time)."""
         async with self._writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def audit_write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction on the audit log (its own file on SQLite, the database on PostgreSQL)."""
+        async with self._audit.execution_options(hotspots_write=True).begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def audit_read(self) -> AsyncIterator[AsyncConnection]:
+        """A read transaction on the audit log."""
+        async with self._audit.begin() as conn:
             yield conn
 
     @asynccontextmanager

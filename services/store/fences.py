@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,7 +78,7 @@ class FenceStore(Database):
         async with self.read() as conn:
             version = await self._version(conn)
             rows = (await conn.execute(sa.select(fences_table).order_by(fences_table.c.fence_id))).all()
-        return [_fence(r) for r in rows], version
+        return await asyncio.to_thread(lambda: [_fence(r) for r in rows]), version  # buffering: off the loop
 
     async def load_fence(self, fence_id: str) -> tuple[Fence, int] | None:
         """One fence and the fence-set version, consistently; None if there is no such fence."""

@@ -72,26 +72,43 @@ class KeyStore(Database):
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__(engine)
         self._audits: GroupCommit[dict[str, Any]] = GroupCommit(self._write_audits)
-        self._keys: dict[str, tuple[sa.Row[Any], float]] = {}  # key_id -> (row, monotonic time read)
+        self._keys: dict[str, tuple[sa.Row[Any] | None, float]] = {}  # key_id -> (row or None, time read)
 
     async def close(self) -> None:
         await self._audits.flush()
         await super().close()
 
-    async def add_api_key(self, key_id: str, name: str, role: str, secret_hash: str) -> None:
+    async def add_api_key(
+        self,
+        key_id: str,
+        name: str,
+        role: str,
+        secret_hash: str,
+        officer_id: str | None = None,
+        device_id: str | None = None,
+    ) -> None:
         async with self.write() as conn:
             await conn.execute(
                 sa.insert(api_keys).values(
-                    key_id=key_id, name=name, role=role, secret_hash=secret_hash, created_at=time.time()
+                    key_id=key_id,
+                    name=name,
+                    role=role,
+                    secret_hash=secret_hash,
+                    created_at=time.time(),
+                    officer_id=officer_id,
+                    device_id=device_id,
                 )
             )
+        self._keys.pop(key_id, None)  # works at once, even if its id was asked for before
 
     async def find_api_key(self, key_id: str) -> sa.Row[Any] | None:
         """The key's row if it exists and is not revoked.
 
-        Every request asks, so a key found is remembered for KEY_CACHE_S: a key revoked through
+        Every request asks, so the answer is remembered for KEY_CACHE_S: a key revoked through
         this store is refused at once, one revoked by another process (`hotspots keys revoke`)
-        within KEY_CACHE_S. Unknown keys are never remembered (a new key works at once).
+        within KEY_CACHE_S. Unknown ids are remembered too, so an unknown id answers as fast as
+        a known one (timing tells a guesser nothing); key ids are random, so a new key's id has
+        not been asked for before it exists.
         """
         now = time.monotonic()
         cached = self._keys.get(key_id)
@@ -100,18 +117,16 @@ class KeyStore(Database):
         async with self.read() as conn:
             query = sa.select(api_keys).where((api_keys.c.key_id == key_id) & api_keys.c.revoked_at.is_(None))
             row = (await conn.execute(query)).one_or_none()
-        if row is None:
-            self._keys.pop(key_id, None)
-        else:
-            if len(self._keys) >= KEY_CACHE_MAX:
-                self._keys.clear()
-            self._keys[key_id] = (row, now)
+        if len(self._keys) >= KEY_CACHE_MAX:
+            self._keys.clear()
+        self._keys[key_id] = (row, now)
         return row
 
     async def list_api_keys(self) -> list[Any]:
         async with self.read() as conn:
             query = sa.select(api_keys.c.key_id, api_keys.c.name, api_keys.c.role, api_keys.c.created_at,
-                              api_keys.c.revoked_at).order_by(api_keys.c.created_at)  # fmt: skip
+                              api_keys.c.revoked_at, api_keys.c.officer_id,
+                              api_keys.c.device_id).order_by(api_keys.c.created_at)  # fmt: skip
             return list((await conn.execute(query)).all())
 
     async def revoke_api_key(self, key_id: str) -> bool:
@@ -133,7 +148,7 @@ class KeyStore(Database):
         await self._audits.add({**entry, "detail": detail})
 
     async def _write_audits(self, entries: list[dict[str, Any]]) -> None:
-        async with self.write() as conn:
+        async with self.audit_write() as conn:
             await conn.execute(sa.insert(audit_log), entries)
 
     async def audit_entries(
@@ -151,5 +166,5 @@ class KeyStore(Database):
             query = query.where(c.target == target)
         if key_id is not None:
             query = query.where(c.key_id == key_id)
-        async with self.read() as conn:
+        async with self.audit_read() as conn:
             return list((await conn.execute(query)).all())

@@ -58,8 +58,7 @@ def devices_now(records: Mapping[str, Mapping[str, Any]]) -> dict[str, DeviceNow
 
     Devices with no applied ping yet (pings still held for reordering) are left out. The
     engine keeps no first ping time: it is `last_ts - active_s - lost_s`, since every gap
-    between two consecutive applied pings counts as active or as lost. Nor does it keep the
-    last ping's accuracy: None.
+    between two consecutive applied pings counts as active or as lost.
     """
     out: dict[str, DeviceNow] = {}
     for device_id, rec in records.items():
@@ -72,7 +71,7 @@ def devices_now(records: Mapping[str, Mapping[str, Any]]) -> dict[str, DeviceNow
             last_ts=float(last_ts),
             lat=float(rec["last_lat"]),
             lon=float(rec["last_lon"]),
-            accuracy_m=None,
+            accuracy_m=opt_float(rec.get("last_acc")),
             lost=bool(rec.get("lost", False)),
             officer_id=_text(extras.get("officer_id")),
             callsign=_text(extras.get("callsign")),

@@ -22,6 +22,7 @@ class StoredDevice:
     device_id: str
     now: DeviceNow
     updated_at: float
+    team: str | None = None  # from the assignment of the device (services/query/presence.py)
 
 
 class StoredEvent(NamedTuple):
@@ -49,6 +50,7 @@ class Present(NamedTuple):
     lat: float
     lon: float
     lost: bool
+    team: str | None = None  # from the assignment of the device (services/query/presence.py)
 
 
 class QueryStore(Database):

@@ -67,6 +67,8 @@ api_keys = sa.Table(
     sa.Column("secret_hash", sa.Text, nullable=False),  # SHA-256 of the secret; the secret is never stored
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("device_id", sa.Text, nullable=True),  # an ingest key bound to one device (a phone) posts only its pings
+    sa.Column("officer_id", sa.Text, nullable=True),  # an officer key's officer: the only one it may see
 )
 
 #: Who read or changed what, when: every read of a device's presence or history, every change.
@@ -248,4 +250,50 @@ incidents_table = sa.Table(
     sa.Column("imported_at", sa.Float, nullable=False),
     sa.Index("incidents_ts", "ts"),
     sa.Index("incidents_lat_lon", "lat", "lon"),
+)
+
+#: Feedback from the front line (an officer, or a viewer/admin for one): about a hot spot or the
+#: sender's own tracking; a supervisor replies and closes it. A gps_wrong report with a position
+#: opens a calibration check (check_id), applied to the hot spot once a supervisor confirms it.
+feedback_table = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("feedback_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("key_id", sa.Text, nullable=False),  # who sent it (API key id)
+    sa.Column("officer_id", sa.Text, nullable=True),  # the sender's officer (officer keys)
+    sa.Column("team", sa.Text, nullable=True),  # the sender's team when sent, for supervisors' filters
+    sa.Column("kind", sa.Text, nullable=False),  # gps_wrong | boundary | activity | other
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("fence_id", sa.Text, nullable=True),
+    sa.Column("device_id", sa.Text, nullable=True),
+    sa.Column("lat", sa.Float, nullable=True),  # "I am standing here"
+    sa.Column("lon", sa.Float, nullable=True),
+    sa.Column("at_ts", sa.Float, nullable=True),  # the time it is about
+    sa.Column("check_id", sa.BigInteger, nullable=True),  # the calibration check a gps_wrong report opened
+    sa.Column("check_state", sa.Text, nullable=True),  # draft | applied
+    sa.Column("reply", sa.Text, nullable=True),
+    sa.Column("replied_at", sa.Float, nullable=True),
+    sa.Column("replied_by", sa.Text, nullable=True),
+    sa.Column("closed_at", sa.Float, nullable=True),
+    sa.Column("closed_by", sa.Text, nullable=True),
+    sa.Index("feedback_officer_created", "officer_id", "created_at"),
+    sa.Index("feedback_created", "created_at"),
+)
+
+#: Who carried which device over [valid_from, valid_to) (NULL: open-ended); one device's never
+#: overlap (services/store/assignments.py refuses it). Read by every measure that names officers.
+assignments_table = sa.Table(
+    "assignments",
+    metadata,
+    sa.Column("assignment_id", sa.Text, primary_key=True),
+    sa.Column("device_id", sa.Text, nullable=False),
+    sa.Column("officer_id", sa.Text, nullable=False),
+    sa.Column("callsign", sa.Text, nullable=True),
+    sa.Column("team", sa.Text, nullable=True),
+    sa.Column("valid_from", sa.Float, nullable=False),
+    sa.Column("valid_to", sa.Float, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("assignments_device_from", "device_id", "valid_from"),
+    sa.Index("assignments_officer", "officer_id"),
 )

@@ -45,9 +45,15 @@ from services.workload import device_name, make_workload
 pytestmark = pytest.mark.integration
 
 #: Operations whose 503 means "no broker", which is how this test runs the app.
-BROKERLESS_503 = {("POST", "/v1/pings"), ("GET", "/readyz")}
+BROKERLESS_503 = {("POST", "/v1/pings"), ("POST", "/v1/pings/lip"), ("POST", "/v1/pings/nmea"), ("GET", "/readyz")}
 #: Operations that read a JSON body the schema does not declare.
-UNDECLARED_BODIES = {("post", "/v1/pings"), ("post", "/v1/fences"), ("put", "/v1/fences/{fence_id}")}
+UNDECLARED_BODIES = {
+    ("post", "/v1/pings"),
+    ("post", "/v1/pings/lip"),
+    ("post", "/v1/pings/nmea"),
+    ("post", "/v1/fences"),
+    ("put", "/v1/fences/{fence_id}"),
+}
 ANY_JSON_BODY = {
     "required": True,
     "content": {"application/json": {"schema": {"anyOf": [{"type": "object"}, {"type": "array"}]}}},

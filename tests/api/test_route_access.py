@@ -25,12 +25,13 @@ from services.metrics import Metrics
 from services.settings import Settings
 from services.store import Store, database_url
 
-#: Routes anyone may call: probes, metrics (public unless the setting says otherwise) and the page.
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/", "/config.json"}
+#: Routes anyone may call: probes, metrics (public unless the setting says otherwise), the page and
+#: its base-map tiles (no officer data; loaded as images, which carry no key).
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/", "/me", "/config.json", "/tiles/{z}/{x}/{y}"}
 #: Routes that are not API operations: the OpenAPI documents and the page's static files.
 NOT_OPERATIONS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/static"}
 #: The role of a key that lacks each role (an admin may do everything).
-LACKING = {Role.ADMIN: Role.VIEWER, Role.VIEWER: Role.INGEST, Role.INGEST: Role.VIEWER}
+LACKING = {Role.ADMIN: Role.VIEWER, Role.VIEWER: Role.OFFICER, Role.INGEST: Role.VIEWER, Role.OFFICER: Role.INGEST}
 #: Operations that show no officer's data and change nothing tracked: the only ones not audited.
 UNAUDITED = {
     ("GET", "/v1/fences"),  # hot spots are places, not people
@@ -43,6 +44,10 @@ UNAUDITED = {
     ("GET", "/v1/hotspots/capacity"),
     ("GET", "/v1/audit"),  # the audit log itself, admins only
     ("POST", "/v1/pings"),  # the tracking data itself, from radio gateways
+    ("POST", "/v1/pings/lip"),  # the same, as TETRA LIP records
+    ("POST", "/v1/pings/nmea"),  # the same, as NMEA sentences
+    ("GET", "/v1/osmand"),  # the same, from handset apps
+    ("POST", "/v1/osmand"),
 }
 
 
@@ -108,3 +113,19 @@ def test_route_showing_officers_or_changing_data_declares_audit(
     method: str, path: str, roles: set[Role], audited: bool
 ) -> None:
     assert audited == ((method, path) not in UNAUDITED)
+
+
+#: Every operation but the officer role's own (GET /v1/me, its stream, POST /v1/feedback: test_api_me.py).
+NOT_OFFICERS = [op for op in OPERATIONS if op.values[2] != {Role.OFFICER}]
+
+
+@pytest.mark.parametrize(("method", "path", "roles", "audited"), NOT_OFFICERS)
+async def test_route_officer_key_refused_403_everywhere_but_its_own_routes(
+    api: Api, method: str, path: str, roles: set[Role], audited: bool
+) -> None:
+    """Least privilege: an officer key reaches only the routes of the officer role (its own figures,
+    its events, sending feedback); every control-room route, and every other officer's data, is 403."""
+    url = re.sub(r"\{[^}]*\}", "1", path)
+    answer = await api.client.request(method, url, headers=api.as_(Role.OFFICER))
+    assert answer.status_code == 403
+    assert answer.json()["detail"] == f"this needs the {next(iter(roles)).value} role"

@@ -19,7 +19,6 @@ from services.pipeline.broker import free_port
 from services.settings import Settings
 from services.store import Store
 
-
 #: The officer the officer key of `serve_api` is bound to.
 OFFICER = "PC-TEST"
 

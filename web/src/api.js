@@ -67,8 +67,9 @@ export function withQuery(path, params) {
 // drop, a service restart, or a silent connection) and resumes with Last-Event-ID, so no event
 // is missed. `event: fences` messages report the fence-set version (onFences).
 export class EventStream {
-  constructor(api, { after, onEvents, onStatus, onFences, quietLimitMs = 40000 }) {
+  constructor(api, { after, onEvents, onStatus, onFences, quietLimitMs = 40000, path = "/v1/events/stream" }) {
     this.api = api;
+    this.path = path; // /v1/me/stream: an officer's own events
     this.onEvents = onEvents;
     this.onStatus = onStatus;
     this.onFences = onFences;
@@ -108,7 +109,7 @@ export class EventStream {
     this.controller = new AbortController();
     const headers = this.api.headers({ Accept: "text/event-stream" });
     if (this.lastId !== null) headers["Last-Event-ID"] = this.lastId;
-    const response = await fetch("/v1/events/stream", { headers, signal: this.controller.signal, cache: "no-store" });
+    const response = await fetch(this.path, { headers, signal: this.controller.signal, cache: "no-store" });
     this.api.refuseUnauthorized(response);
     if (!response.ok || !response.body) throw new Error(`event stream answered ${response.status}`);
     this.onStatus("live");

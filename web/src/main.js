@@ -64,6 +64,7 @@ class ControlRoom {
     this.live.setFences(fences);
     this.map = new MapView(document.getElementById("map"), {
       tileUrl: config.map_tile_url,
+      tileAttribution: config.map_attribution,
       onFence: (id) => this.panels.showFence(id),
       onOfficer: (id) => this.panels.showOfficer(id),
     });

@@ -81,15 +81,17 @@ export function officerLook(device, nowS) {
 }
 
 export class MapView {
-  constructor(element, { tileUrl, onFence, onOfficer }) {
+  constructor(element, { tileUrl, tileAttribution, onFence, onOfficer }) {
     this.map = L.map(element, { preferCanvas: true, zoomControl: true, attributionControl: Boolean(tileUrl) });
     this.map.createPane("officers").style.zIndex = 450;
     this.fenceRenderer = new PatchCanvas({ padding: 0.2 });
     this.officerRenderer = new PatchCanvas({ padding: 0.2, pane: "officers" });
     if (tileUrl) {
       // Tiles that cannot be reached leave the plain background: fences and officers still show.
-      const host = new URL(tileUrl.replace("{s}", "a")).host;
-      L.tileLayer(tileUrl, { maxZoom: 19, attribution: `Map tiles: ${escapeHtml(host)}` }).addTo(this.map);
+      // A relative URL is the service's own --basemap tiles, credited as the MBTiles file says.
+      const host = new URL(tileUrl.replace("{s}", "a"), window.location.href).host;
+      const credit = tileAttribution ?? `Map tiles: ${host}`;
+      L.tileLayer(tileUrl, { maxZoom: 19, attribution: escapeHtml(credit) }).addTo(this.map);
     }
     this.fenceLayers = new Map();
     this.officerMarkers = new Map(); // device id -> marker, with the look it is drawn in (marker.look)

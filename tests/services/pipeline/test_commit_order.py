@@ -14,6 +14,7 @@ visits, signal losses and restorations; event time alone drives the watermark.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from services.metrics import Metrics
 from services.pipeline.matcher import Matcher
 from services.pipeline.memory import MemoryLog, MemoryStore, NoCapture
 from services.pipeline.partition import fingerprint
+from services.pipeline.writer import ThreadWriter, Writer
+from services.store import Checkpoint, Observations
 from services.workload import make_workload
 
 GROUP = "matchers"
@@ -68,8 +71,10 @@ def append(log: MemoryLog, messages: Sequence[tuple[bytes, bytes]]) -> None:
         log.append(PINGS, key, value)
 
 
-def new_matcher(log: MemoryLog, store: MemoryStore, checkpoint_interval_s: float = 0.0) -> Matcher:
-    """A matcher on event time alone; by default it checkpoints after every batch."""
+def new_matcher(
+    log: MemoryLog, store: MemoryStore, checkpoint_interval_s: float = 0.0, writer: Writer | None = None
+) -> Matcher:
+    """A matcher on event time alone; by default it checkpoints after every batch, on its own loop."""
     return Matcher(
         log=log,
         group=GROUP,
@@ -80,6 +85,7 @@ def new_matcher(log: MemoryLog, store: MemoryStore, checkpoint_interval_s: float
         metrics=Metrics(),
         wall_clock=False,
         checkpoint_interval_s=checkpoint_interval_s,
+        writer=writer,
     )
 
 
@@ -117,6 +123,12 @@ def checkpointed(log: MemoryLog, store: MemoryStore) -> bool:
 
 async def until_checkpointed(log: MemoryLog, store: MemoryStore) -> None:
     await poll_until(lambda: checkpointed(log, store), "every partition checkpointed", DEADLINE_S)
+
+
+async def until_committed(log: MemoryLog, store: MemoryStore) -> None:
+    """Kafka's offsets (step 4, after the checkpoint's write) have caught up with the store's."""
+    expected = {(GROUP, PINGS, p): offset for p, offset in offsets(store).items()}
+    await poll_until(lambda: log.committed == expected, "the offsets committed to Kafka", DEADLINE_S)
 
 
 def offsets(store: MemoryStore) -> dict[int, int]:
@@ -209,11 +221,12 @@ async def test_matcher_checkpoint_fails_offsets_not_committed_then_retried_nothi
     log, store = new_log(MESSAGES[:HALF]), MemoryStore(FENCES)
     async with running(new_matcher(log, store)) as matcher:
         await until_checkpointed(log, store)
+        await until_committed(log, store)
         before, committed = offsets(store), dict(log.committed)
         store.refusing = True
         append(log, MESSAGES[HALF:])
         await poll_until(lambda: len(events(log)) == len(expected.events), "every event produced", DEADLINE_S)
-        assert str(matcher.health.error).startswith("store:")
+        await poll_until(lambda: str(matcher.health.error).startswith("store:"), "a refused checkpoint", DEADLINE_S)
         assert offsets(store) == before and log.committed == committed
         store.refusing = False
         await until_checkpointed(log, store)
@@ -276,4 +289,54 @@ async def test_matcher_log_reset_reads_new_log_from_start_engine_state_kept(new_
     assert offsets(store) == new_ends
     assert_same_events(before + events(log), expected.events)
     assert store.events == expected.store.events
+    assert engine_state(store) == engine_state(expected.store)
+
+
+class GatedStore(MemoryStore):
+    """A store whose checkpoints wait at a gate (a slow database), counting how many are in flight."""
+
+    def __init__(self, fail_first: bool) -> None:
+        super().__init__(FENCES)
+        self.gate = threading.Event()
+        self.fail_first = fail_first
+        self.in_flight = self.most_in_flight = self.saves = 0
+
+    async def save_checkpoint(self, cp: Checkpoint, observations: Observations | None = None) -> None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.to_thread(self.gate.wait, DEADLINE_S)  # another could run meanwhile, if one were begun
+            self.saves += 1
+            if self.fail_first and self.saves == 1:
+                raise ConnectionError("the store refused the checkpoint")
+            await super().save_checkpoint(cp, observations)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.mark.parametrize("fail_first", [False, True], ids=["written", "refused"])
+async def test_matcher_checkpoint_write_slow_consumes_meanwhile_one_checkpoint_at_a_time(fail_first: bool) -> None:
+    """A checkpoint written on the writer's thread takes long: the matcher goes on consuming and
+    producing every event meanwhile, begins no second checkpoint while one is in flight, and, once
+    the write ends (or fails and is retried), the store holds what an uninterrupted run's does."""
+    expected = await uninterrupted()
+    log, store = new_log(MESSAGES[:HALF]), GatedStore(fail_first)
+
+    @asynccontextmanager
+    async def handle() -> AsyncIterator[MemoryStore]:
+        yield store
+
+    matcher = new_matcher(log, store, writer=ThreadWriter(handle))
+    async with running(matcher):
+        await poll_until(lambda: store.in_flight == 1, "a checkpoint in flight", DEADLINE_S)
+        append(log, MESSAGES[HALF:])
+        await poll_until(lambda: consumed(matcher) == len(MESSAGES), "every ping consumed", DEADLINE_S)
+        await poll_until(lambda: len(events(log)) == len(expected.events), "every event produced", DEADLINE_S)
+        assert not store.checkpoints and store.most_in_flight == 1
+        store.gate.set()
+        await until_checkpointed(log, store)
+    assert store.most_in_flight == 1
+    assert_same_events(events(log), expected.events)
+    assert store.events == expected.store.events
+    assert store.devices == expected.store.devices
     assert engine_state(store) == engine_state(expected.store)
