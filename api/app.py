@@ -21,6 +21,7 @@ from api.routes import (
     fences,
     health,
     incidents,
+    keys,
     me,
     osmand,
     page,
@@ -78,6 +79,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.include_router(dwell.router)
     app.include_router(events.router)
     app.include_router(audit.router)
+    app.include_router(keys.router)
     app.include_router(incidents.router)
     app.include_router(calibration.router)
     app.include_router(plans.router)

@@ -9,8 +9,9 @@ consumed:
 * drain rate: the slope of pings consumed between 10 % and 90 % of the backlog (start-up and
   group join excluded), on the light patrol (`make_pings`, about one ping in seventeen makes an
   event) and on the event-heavy one (bench.replay.heavy_workload, about one in five);
-* memory: the service's RSS growth over the drain per device tracked (an upper bound on the
-  state per device: it also counts buffers and caches that grew meanwhile);
+* memory: the service's RSS growth over the drain per device tracked, for information only: it
+  also counts the fetch buffers, events and heap the drain grew, so it is far above the state
+  kept per device (the < 2 KB target is judged on the engine's state, `bench_memory`);
 * latency (event-heavy round, after its drain): other radios' pings at 5,000 and then 20,000 per
   second, from a producer on this machine, each event matched to its ping (bench.pipeline._latency).
 
@@ -73,7 +74,6 @@ LATENCY_TARGET: dict[int, tuple[float | None, float, float | None]] = {
     5_000: (None, 0.1, None),
     20_000: (0.05, 0.25, 1.0),
 }
-MEMORY_TARGET_B = 2_000
 
 
 @dataclass(slots=True)
@@ -191,10 +191,6 @@ async def _bench() -> None:
         target = DRAIN_TARGET[name]
         ok = _met(drain.rate >= target)
         print(f"    drain a backlog, {name}: {drain.rate:,.0f} pings/s (target >= {target:,.0f}): {ok}")
-    per_device = [d.rss_per_device for d in best.values() if d.rss_per_device]
-    if per_device:
-        worst, ok = max(per_device), _met(max(per_device) < MEMORY_TARGET_B)
-        print(f"    memory: {worst:,.0f} B RSS growth per device tracked (target < {MEMORY_TARGET_B:,}): {ok}")
     for r, x in sorted(best_lat.items()):
         p50_t, p99_t, max_t = LATENCY_TARGET[r]
         checks = [("p99", x.p99, p99_t), ("p50", x.p50, p50_t), ("max", x.max, max_t)]

@@ -97,15 +97,17 @@ class DeviceTable:
             setattr(self, name, new)
 
     def rows(self, slots: Iterable[int]) -> dict[str, dict[str, object]]:
-        """Plain per-device records (JSON-serialisable) for a snapshot."""
-        out: dict[str, dict[str, object]] = {}
-        for s in slots:
-            rec: dict[str, object] = {name: _num(getattr(self, name)[s]) for name in FLOAT_COLUMNS}
-            rec["lost"] = bool(self.lost[s])
-            rec["pings"] = int(self.pings[s])
-            rec["extras"] = self.extras[s]
-            out[str(self.ids[s])] = rec
-        return out
+        """Plain per-device records (JSON-serialisable) for a snapshot.
+
+        Read column by column (a checkpoint takes thousands of devices on the matcher's loop):
+        NaN becomes None, numbers Python floats, in the key order of FLOAT_COLUMNS.
+        """
+        idx = np.fromiter(slots, dtype=np.int64)
+        keys = (*FLOAT_COLUMNS, "lost", "pings", "extras")
+        cols = [_nums(getattr(self, name)[idx]) for name in FLOAT_COLUMNS]
+        cols += [self.lost[idx].tolist(), self.pings[idx].tolist(), self.extras[idx].tolist()]
+        ids = [str(d) for d in self.ids[idx].tolist()]
+        return dict(zip(ids, (dict(zip(keys, values, strict=True)) for values in zip(*cols, strict=True)), strict=True))
 
     def load(self, device_id: str, rec: dict[str, object]) -> int:
         """Restore one device from a record made by rows()."""
@@ -119,6 +121,8 @@ class DeviceTable:
         return slot
 
 
-def _num(value: float) -> float | None:
-    v = float(value)
-    return None if np.isnan(v) else v
+def _nums(values: FloatArray) -> list[float | None]:
+    out: list[float | None] = values.tolist()
+    for i in np.flatnonzero(np.isnan(values)).tolist():
+        out[i] = None
+    return out

@@ -1,10 +1,11 @@
 """The geofence engine: a batch of pings in, enter/exit/signal events out.
 
 Hot path, per batch: the reorder stage releases pings in event-time order; one vectorised
-index query finds every (ping, fence) pair; numpy then marks the few pings that can change
-a visit state (a different set of fences from the device's previous certain ping, a signal
-gap, a pending debounce); only those go through the per-device Machine in Python. All
-other pings only move per-device columns, which is done for the whole batch at once.
+index query finds every (ping, fence) pair. With debounce_s = 0 (the default) the visit
+states then move for the whole batch at once, events as columns (sweep.py). Otherwise numpy
+marks the few pings that can change a visit state (a different set of fences from the
+device's previous certain ping, a signal gap, a pending debounce) and only those go through
+the per-device Machine in Python. Per-device columns move for the whole batch at once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from geofence.machine import Candidate, Fix, Machine
 from geofence.params import EngineParams
 from geofence.pings import FloatArray, IntArray, PingBatch
 from geofence.reorder import NEG_INF, Held, ReorderStage
+from geofence.sweep import sweep
 
 SNAPSHOT_VERSION = 1
 
@@ -171,9 +173,6 @@ class Engine:
         ci = np.flatnonzero(certain)
         pi, fi = self.index.match(r.lon[ci], r.lat[ci])
         pk = ci[pi]
-        count = np.bincount(pk, minlength=m)
-        interesting = lost_before.copy()
-        interesting |= self._changed(r, certain, order, starts, lost_before, pk, fi, count)
 
         # Per-device columns for every ping, at once.
         ends = np.flatnonzero(np.append(starts[1:], True))
@@ -205,7 +204,15 @@ class Engine:
             np.concatenate((slot[gaps], trailing)),
             np.concatenate((prev[gaps], last_idx[trailing])),
         )
-        events = self._walk(r, np.flatnonzero(interesting), losses, prev_ts, lost_before, certain, pk, fi)
+        events = None
+        if p.debounce_s == 0 and not self.machine.cands:  # the per-ping walk gives the same events, slower
+            loss_cols = (losses.at, losses.slot, losses.fix)
+            events = sweep(self.machine, r, certain, pk, fi, loss_cols, lost_before, prev_ts, self.index.ids,
+                           self.index.position)  # fmt: skip
+        if events is None:
+            count = np.bincount(pk, minlength=m)
+            interesting = lost_before | self._changed(r, certain, order, starts, lost_before, pk, fi, count)
+            events = self._walk(r, np.flatnonzero(interesting), losses, prev_ts, lost_before, certain, pk, fi)
         dev.last_ts[last_slots] = ts[last]
         dev.last_lat[last_slots] = r.lat[last]
         dev.last_lon[last_slots] = r.lon[last]

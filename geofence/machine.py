@@ -49,7 +49,7 @@ class Machine:
     def observe(self, slot: int, observed: Sequence[str], fix: Fix) -> list[Event]:
         """Apply one certain ping showing the device inside exactly the fences observed."""
         current = self.inside.get(slot, _NO_VISITS)
-        if self.debounce_s <= 0.0:  # the hot path of event-heavy input: no set, no sort for one change
+        if self.debounce_s <= 0.0:  # no set, no sort for one change (whole batches take sweep.py)
             changes = [(f, False, fix) for f in current if f not in observed]
             changes += [(f, True, fix) for f in observed if f not in current]
             if len(changes) == 1:

@@ -60,6 +60,8 @@ class Arrival:
 
 def _grouped_running_max(group: IntArray, values: FloatArray) -> FloatArray:
     """Running max of values within each group, rows already sorted by group (stable)."""
+    if bool(np.all((np.diff(values) >= 0) | (group[1:] != group[:-1]))):
+        return values  # already rising within each group: the usual case of input in time order
     n = len(values)
     rank = np.empty(n, dtype=np.int64)
     by_value = np.argsort(values, kind="stable")
@@ -71,6 +73,18 @@ def _grouped_running_max(group: IntArray, values: FloatArray) -> FloatArray:
     keys = np.maximum.accumulate(group_no * n + rank)
     result: FloatArray = values[by_value][keys - group_no * n]
     return result
+
+
+def _stream_order(wave: IntArray, ts: FloatArray, slot: IntArray) -> IntArray:
+    """The permutation sorting rows by (wave, ts, slot). Input in time order is usually sorted
+    but for devices tied on ts; then one stable sort of (tie group, slot) packed in an int64
+    is several times faster than a lexsort of the three keys."""
+    dw, dt = np.diff(wave), np.diff(ts)
+    if bool(np.all((dw > 0) | ((dw == 0) & (dt >= 0)))):
+        tie_group = np.concatenate(([0], np.cumsum((dw != 0) | (dt != 0))))
+        order: IntArray = np.argsort(tie_group * (int(slot.max()) + 1) + slot, kind="stable")
+        return order
+    return np.lexsort((slot, ts, wave))
 
 
 def _in_order(wave: IntArray, ts: FloatArray, slot: IntArray) -> bool:
@@ -217,4 +231,4 @@ class ReorderStage:
         wave_all = np.concatenate(waves)
         if _in_order(wave_all, released.ts, released.slot):  # the usual case of input in time order
             return released
-        return released.take(np.lexsort((released.slot, released.ts, wave_all)))
+        return released.take(_stream_order(wave_all, released.ts, released.slot))

@@ -10,6 +10,7 @@ fence_id is refused as the matcher refuses it, and events are the same bytes (Ev
 from __future__ import annotations
 
 import csv
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ def replay(
     matcher runs: the same input then gives the same events offline and live.
     """
     started = time.perf_counter()
+    gc.freeze()  # the modules' objects never die: spare the collector walking them (~0.2 s a run)
     fences = load_fences(fences_path)
     for fence in fences:
         for warning in fence.warnings:

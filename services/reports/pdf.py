@@ -22,6 +22,10 @@ from services.errors import Unavailable
 CHROMIUM_COMMANDS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 #: A one-page report prints in a second or two; a browser still busy after this is stuck.
 PRINT_TIMEOUT_S = 60.0
+#: Browsers printing at once in one process; more requests are refused (503, retry), so a burst of
+#: PDF requests cannot start a browser each and starve the service.
+MAX_PRINTS = 2
+_printing = asyncio.Semaphore(MAX_PRINTS)
 #: Chromium's flags: headless print, no sandbox (containers and root cannot have one; the page is
 #: our own, every text escaped), no GPU, and none of Google's background services.
 FLAGS = (
@@ -47,8 +51,15 @@ def find_chromium() -> str:
 
 
 async def html_to_pdf(html: bytes, timeout_s: float = PRINT_TIMEOUT_S) -> bytes:
-    """The page printed to PDF by Chromium; Unavailable if it is missing, fails or hangs."""
+    """The page printed to PDF by Chromium; Unavailable if it is missing, busy, fails or hangs."""
     chromium = find_chromium()
+    if _printing.locked():
+        raise Unavailable(f"{MAX_PRINTS} reports are being printed already: retry in a few seconds")
+    async with _printing:
+        return await _print(chromium, html, timeout_s)
+
+
+async def _print(chromium: str, html: bytes, timeout_s: float) -> bytes:
     with tempfile.TemporaryDirectory(prefix="hotspots-pdf-") as tmp:
         folder = Path(tmp)
         page, out = folder / "page.html", folder / "page.pdf"

@@ -223,7 +223,7 @@ async def test_pings_gateway_key_posts_for_any_device(api: Api) -> None:
 
 @pytest.mark.parametrize("role", [Role.VIEWER, Role.ADMIN])
 async def test_keys_device_binding_only_for_ingest_keys(url: str, role: Role) -> None:
-    with pytest.raises(ValueError, match="--device-id binds an ingest key"):
+    with pytest.raises(ValueError, match="device_id: binds an ingest key"):
         await create_key(url, role, "x", device_id="PHONE1")
 
 

@@ -10,6 +10,7 @@ from services.metrics import Metrics
 from services.pipeline.admission import Admission
 from services.pipeline.matcher import Matcher
 from services.pipeline.memory import MemoryLog, MemoryStore, NoCapture
+from services.pipeline.writer import Writer
 from support.pipeline import poll_until
 
 PINGS, EVENTS, DLQ = "pings", "events", "dlq"
@@ -31,7 +32,10 @@ def memory_matcher(
     wall_clock: bool = False,
     checkpoint_interval_s: float = 0.0,
     admission: Admission | None = None,
+    writer: Writer | None = None,
 ) -> Matcher:
+    """A matcher on the in-memory log and store; by default on event time alone, checkpointing
+    after every batch on its own loop."""
     return Matcher(
         log=log,
         group=GROUP,
@@ -43,6 +47,7 @@ def memory_matcher(
         wall_clock=wall_clock,
         checkpoint_interval_s=checkpoint_interval_s,
         admission=admission,
+        writer=writer,
     )
 
 

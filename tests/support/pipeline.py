@@ -199,6 +199,7 @@ class Service:
             "--data-dir", str(self.data_dir),
             "--api-port", str(self.api_port),
             "--no-wall-clock-watermark",
+            "--max-age-days", "36500",  # the tests' pings are dated 2024: admit history
             "--partitions", str(self.partitions),
             "--group-id", self.names.group,
             "--topic-pings", self.names.pings,

@@ -206,7 +206,7 @@ def test_map_tile_url_must_be_a_tile_template_and_its_servers_enter_the_csp() ->
 async def test_page_shows_nothing_without_a_key_and_drops_a_refused_one(room: Room) -> None:
     async with httpx.AsyncClient(base_url=room.service.url) as client:
         index, config = await client.get("/"), await client.get("/config.json")
-    assert index.status_code == 200 and config.json() == {"map_tile_url": UNREACHABLE_TILES}
+    assert index.status_code == 200 and config.json() == {"map_tile_url": UNREACHABLE_TILES, "map_attribution": None}
     csp = index.headers["content-security-policy"]
     assert "script-src 'self';" in csp and "connect-src 'self';" in csp  # no CDN
     assert f"img-src 'self' data: {TILE_ORIGIN};" in csp  # and the tile server's images

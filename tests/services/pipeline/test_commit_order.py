@@ -22,20 +22,17 @@ from typing import Any
 
 import orjson
 import pytest
+from support.memory_matcher import DLQ, EVENTS, GROUP, PINGS, memory_matcher
 from support.pipeline import assert_same_events, first_of_each_id, poll_until
 
-from geofence.params import EngineParams
 from ingest.geojson_fences import fences_from_geojson
-from services.metrics import Metrics
 from services.pipeline.matcher import Matcher
-from services.pipeline.memory import MemoryLog, MemoryStore, NoCapture
+from services.pipeline.memory import MemoryLog, MemoryStore
 from services.pipeline.partition import fingerprint
-from services.pipeline.writer import ThreadWriter, Writer
+from services.pipeline.writer import ThreadWriter
 from services.store import Checkpoint, Observations
 from services.workload import make_workload
 
-GROUP = "matchers"
-PINGS, EVENTS, DLQ = "pings", "events", "dlq"
 PARTITIONS = 2
 #: Longest wait for a matcher to get somewhere: a batch in memory takes milliseconds, so this
 #: only keeps a broken test from hanging.
@@ -69,24 +66,6 @@ def new_log(messages: Sequence[tuple[bytes, bytes]] = ()) -> MemoryLog:
 def append(log: MemoryLog, messages: Sequence[tuple[bytes, bytes]]) -> None:
     for key, value in messages:
         log.append(PINGS, key, value)
-
-
-def new_matcher(
-    log: MemoryLog, store: MemoryStore, checkpoint_interval_s: float = 0.0, writer: Writer | None = None
-) -> Matcher:
-    """A matcher on event time alone; by default it checkpoints after every batch, on its own loop."""
-    return Matcher(
-        log=log,
-        group=GROUP,
-        topics=(PINGS, EVENTS, DLQ),
-        params=EngineParams(),
-        store=store,
-        capture=NoCapture(),
-        metrics=Metrics(),
-        wall_clock=False,
-        checkpoint_interval_s=checkpoint_interval_s,
-        writer=writer,
-    )
 
 
 def start(matcher: Matcher) -> Callable[[], Awaitable[None]]:
@@ -157,7 +136,7 @@ class Outcome:
 async def uninterrupted() -> Outcome:
     """One matcher, nothing failing, over every ping."""
     log, store = new_log(MESSAGES), MemoryStore(FENCES)
-    async with running(new_matcher(log, store)):
+    async with running(memory_matcher(log, store)):
         await until_checkpointed(log, store)
     return Outcome(events(log), store)
 
@@ -179,7 +158,7 @@ async def test_matcher_produce_fails_nothing_checkpointed_then_same_event_ids_ag
     with the same event_ids, so a consumer dropping repeats sees one uninterrupted run."""
     expected = await uninterrupted()
     log, store = new_log(MESSAGES[:HALF]), MemoryStore(FENCES)
-    first = new_matcher(log, store)
+    first = memory_matcher(log, store)
     stop_first = start(first)
     await until_checkpointed(log, store)
     before, committed = offsets(store), dict(log.committed)
@@ -196,10 +175,10 @@ async def test_matcher_produce_fails_nothing_checkpointed_then_same_event_ids_ag
         await stop_first()  # its batch still unacknowledged: the final checkpoint is skipped
         assert offsets(store) == before
         log.refusing = False
-        async with running(new_matcher(log, store)):
+        async with running(memory_matcher(log, store)):
             await until_checkpointed(log, store)
     else:
-        second = new_matcher(log, store)
+        second = memory_matcher(log, store)
         async with running(second):
             await poll_until(lambda: bool(second.parts), "the second matcher to take partitions", DEADLINE_S)
             await stop_first()  # its batch still unacknowledged; the second takes every partition
@@ -219,7 +198,7 @@ async def test_matcher_checkpoint_fails_offsets_not_committed_then_retried_nothi
     failed ones held, so the store ends as after an uninterrupted run."""
     expected = await uninterrupted()
     log, store = new_log(MESSAGES[:HALF]), MemoryStore(FENCES)
-    async with running(new_matcher(log, store)) as matcher:
+    async with running(memory_matcher(log, store)) as matcher:
         await until_checkpointed(log, store)
         await until_committed(log, store)
         before, committed = offsets(store), dict(log.committed)
@@ -245,7 +224,10 @@ async def test_matcher_partition_revoked_mid_batch_new_owner_continues_same_even
     expected = await uninterrupted()
     log, store = new_log(MESSAGES), MemoryStore(FENCES)
     log.acks.clear()
-    first, second = new_matcher(log, store, NEVER_S), new_matcher(log, store, NEVER_S)
+    first, second = (
+        memory_matcher(log, store, checkpoint_interval_s=NEVER_S),
+        memory_matcher(log, store, checkpoint_interval_s=NEVER_S),
+    )
     async with running(first):
         await poll_until(lambda: first.pending is not None, "a batch in flight", DEADLINE_S)
         async with running(second):
@@ -273,7 +255,7 @@ async def test_matcher_log_reset_reads_new_log_from_start_engine_state_kept(new_
     expected = await uninterrupted()
     split = 2 * len(MESSAGES) // 3 if new_log_is == "shorter" else len(MESSAGES) // 3
     log, store = new_log(MESSAGES[:split]), MemoryStore(FENCES)
-    async with running(new_matcher(log, store)):
+    async with running(memory_matcher(log, store)):
         await until_checkpointed(log, store)
     before = events(log)
     old_ends = offsets(store)
@@ -284,7 +266,7 @@ async def test_matcher_log_reset_reads_new_log_from_start_engine_state_kept(new_
         assert all(new_ends[p] < old_ends[p] for p in range(PARTITIONS))
     else:
         assert all(new_ends[p] > old_ends[p] for p in range(PARTITIONS))
-    async with running(new_matcher(log, store)):
+    async with running(memory_matcher(log, store)):
         await until_checkpointed(log, store)
     assert offsets(store) == new_ends
     assert_same_events(before + events(log), expected.events)
@@ -326,7 +308,7 @@ async def test_matcher_checkpoint_write_slow_consumes_meanwhile_one_checkpoint_a
     async def handle() -> AsyncIterator[MemoryStore]:
         yield store
 
-    matcher = new_matcher(log, store, writer=ThreadWriter(handle))
+    matcher = memory_matcher(log, store, writer=ThreadWriter(handle))
     async with running(matcher):
         await poll_until(lambda: store.in_flight == 1, "a checkpoint in flight", DEADLINE_S)
         append(log, MESSAGES[HALF:])

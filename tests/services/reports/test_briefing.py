@@ -43,8 +43,9 @@ from geofence.assignments import Assignment
 from ingest.plan_file import parse_plans
 from services.access.roles import Role
 from services.cli import main
-from services.errors import Invalid
+from services.errors import Invalid, Unavailable
 from services.measures.local_weeks import parse_day
+from services.reports import pdf
 from services.reports.briefing import Briefing, briefing, to_html
 from services.reports.html import DOSAGE_COLOUR
 from services.reports.weekly import Table
@@ -323,3 +324,10 @@ async def test_briefing_route_pdf_without_chromium_is_503_saying_so(
     response = await api.client.get("/v1/briefings", params=params, headers=api.as_(Role.VIEWER))
     assert response.status_code == 503
     assert response.json()["detail"].startswith("printing to PDF needs Chromium: install one of chromium")
+
+
+async def test_pdf_print_beyond_the_bound_is_refused_as_busy_not_queued(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pdf, "find_chromium", lambda: "/bin/false")
+    async with pdf._printing, pdf._printing:  # MAX_PRINTS (2) prints under way
+        with pytest.raises(Unavailable, match="being printed already"):
+            await pdf.html_to_pdf(b"<p>briefing</p>")
