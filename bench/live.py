@@ -39,7 +39,6 @@ from bench.pipeline import (
     LATENCY_S,
     PARTITIONS,
     PINGS_TOPIC,
-    SERVICE_STOP_S,
     Latency,
     _finish,
     _latency,
@@ -47,7 +46,7 @@ from bench.pipeline import (
     _print_tail,
     _renamed,
     _start_service,
-    _stop_process,
+    _stop_all,
     wait_ready,
 )
 from bench.replay import heavy_workload
@@ -156,11 +155,7 @@ async def _round(
             _print_tail(service.log)
         raise
     finally:
-        for child in children:
-            await _stop_process(child, 2.0)
-        if service is not None:
-            await _stop_process(service.proc, SERVICE_STOP_S)
-        await broker.stop()
+        await _stop_all(children, service, broker)
 
 
 async def _bench() -> None:

@@ -185,11 +185,7 @@ async def _bench() -> None:
                 _print_tail(service.log)
             raise
         finally:
-            for child in children:
-                await _stop_process(child, 2.0)
-            if service is not None:
-                await _stop_process(service.proc, SERVICE_STOP_S)
-            await broker.stop()
+            await _stop_all(children, service, broker)
 
 
 def _renamed(pings: PingBatch, prefix: str) -> PingBatch:
@@ -230,6 +226,15 @@ async def wait_ready(service: Service) -> None:
                     return
             await asyncio.sleep(0.2)
     raise RuntimeError(f"hotspots run not ready within {READY_TIMEOUT_S:g} s")
+
+
+async def _stop_all(children: list[asyncio.subprocess.Process], service: Any, broker: EmbeddedBroker) -> None:
+    """The producers, the service (if it started) and the broker, in that order."""
+    for child in children:
+        await _stop_process(child, 2.0)
+    if service is not None:
+        await _stop_process(service.proc, SERVICE_STOP_S)
+    await broker.stop()
 
 
 async def _stop_process(proc: asyncio.subprocess.Process, grace_s: float) -> None:

@@ -1,13 +1,7 @@
 """SEMANTICS.md by hand, continued from test_engine_rules.py (containment, debounce, signal loss):
 ordering, lateness and duplicates, batch splits and snapshots, event ids, end of input, dwell
-totals, event order and counters. The same fences and places:
-
-Fences (tests/support/helpers.py): A is the 0.001 deg square lon [0, 0.001] x lat [0, 0.001] at the
-equator; B is lon [0.0005, 0.0015] x lat [0, 0.001], overlapping A's east half. Places: "out" (in
-neither), "a" (A only), "ab" (both), "b" (B only), "far" (1 km east). Times are seconds after T0.
-Unless a case says otherwise: debounce_s 0, max_accuracy_m 100, signal_timeout_s 300,
-max_lateness_s 30, so a device is lost once the watermark (latest ts - 30) passes its last
-ping + 300, i.e. once any ping arrives more than 330 s after it.
+totals, event order and counters, on the same fences, places and default parameters (described
+at the top of test_engine_rules.py).
 """
 
 from __future__ import annotations
