@@ -179,7 +179,7 @@ async def run_service(
         quit_early = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is None]
         quit_early = quit_early if not stop.is_set() else []
         stop.set()
-        ctx.feed.close()  # open event streams end now: the stop need not wait for them
+        await ctx.feed.stop()  # open event streams end now: the stop need not wait for them
         if server is not None:
             server.should_exit = True
         results = await asyncio.gather(*tasks, return_exceptions=True)

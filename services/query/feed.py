@@ -245,6 +245,13 @@ class EventFeed:
             sub.wake()
         self._subs.clear()
 
+    async def stop(self) -> None:
+        """`close`, then wait for the poller to finish its read: the store may be closed after this
+        (a read cut off by a closing store or event loop would leave its connection checked out)."""
+        self.close()
+        if self._task is not None:
+            await self._task
+
     async def _run(self) -> None:
         fences_due, failures = 0.0, 0
         while self._subs and not self.closed:

@@ -60,7 +60,7 @@ async def served(db_url: str) -> AsyncIterator[Served]:
         async with serve_on_port(ctx, WAIT_S) as url:
             yield Served(url, ctx, {"authorization": f"Bearer {token}"}, token)
     finally:
-        ctx.feed.close()
+        await ctx.feed.stop()
         await store.close()
 
 

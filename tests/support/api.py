@@ -43,12 +43,13 @@ async def serve_api(db_url: str, settings: Settings | None = None) -> AsyncItera
         for role in Role
     }
     store = await Store.open(db_url)
+    ctx = ServiceContext(settings or Settings(), store, Metrics())
     try:
-        ctx = ServiceContext(settings or Settings(), store, Metrics())
         transport = httpx.ASGITransport(app=create_app(ctx))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield Api(client, store, ctx, keys)
     finally:
+        await ctx.feed.stop()
         await store.close()
 
 

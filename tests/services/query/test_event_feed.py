@@ -61,7 +61,7 @@ class CountingStore:
 async def feed(store: Store) -> AsyncIterator[EventFeed]:
     f = EventFeed(store, max_per_key=3, poll_s=FAST_POLL_S)
     yield f
-    f.close()
+    await f.stop()
 
 
 def opened(
@@ -113,7 +113,7 @@ async def test_feed_streams_share_one_poll_of_the_store(store: Store) -> None:
         seq = await record(store, event(1))
         assert [await r for r in readers] == [seq] * 40
     finally:
-        feed.close()
+        await feed.stop()
     assert polls <= 15, f"{polls} reads of the event log in 1 s for 40 streams: one poller makes ~10"
 
 
@@ -149,7 +149,7 @@ async def test_feed_slow_stream_holds_at_most_its_queue_then_catches_up_without_
         assert got == sent
     finally:
         await frames.aclose()
-        feed.close()
+        await feed.stop()
 
 
 async def test_feed_streams_get_only_the_events_their_filters_match(store: Store, feed: EventFeed) -> None:
