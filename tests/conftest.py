@@ -98,14 +98,19 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data / "hotspots.db"
 
 
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A SQLite store at the schema's head under tmp_path: a copy of the session's migrated file."""
+    shutil.copyfile(sqlite_template, tmp_path / "hotspots.db")
+    return database_url(None, tmp_path)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> AsyncIterator[str]:
     """A fresh database at the schema's head: a copy of a migrated SQLite file under tmp_path, or a
     copy of the PostgreSQL template."""
     if request.param == "sqlite":
-        url = database_url(None, tmp_path)
-        shutil.copyfile(sqlite_template, tmp_path / "hotspots.db")
-        yield url
+        yield request.getfixturevalue("sqlite_url")
         return
     admin, template = request.getfixturevalue("pg_admin_url"), request.getfixturevalue("pg_template")
     async with fresh_database(admin, template=template) as url:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,7 +21,6 @@ from services.measures.calibration import FixCapture, load_fixes
 from services.metrics import Metrics
 from services.pipeline.matcher import Matcher
 from services.pipeline.memory import MemoryLog
-from services.store import database_url
 
 PINGS, EVENTS, DLQ = "pings", "events", "dlq"
 #: Longest wait for the in-memory matcher (milliseconds of work; a deadline, not a latency bound).
@@ -34,8 +32,8 @@ RADIO_LON = CENTRE[1] + 200.0 / M_PER_DEG_LAT  # at the equator a degree of long
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    url = database_url(None, tmp_path)
+async def api(sqlite_url: str) -> AsyncIterator[Api]:
+    url = sqlite_url
     async with serve_api(url) as served:
         await served.store.upsert_fences([fence_a(), fence_b()])
         served.keys["PC7"] = await create_key(url, Role.OFFICER, "PC7's phone", "PC7")  # type: ignore[index]

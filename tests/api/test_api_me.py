@@ -23,7 +23,6 @@ its 7 min silence a loss within PC2's. At 70 (23:10), worked by hand:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -39,7 +38,6 @@ from ingest.plan_file import parse_plan
 from services.access.keys import create_key
 from services.access.roles import Role
 from services.settings import Settings
-from services.store import database_url
 from services.store.assignments import save_assignment
 from services.store.plans import upsert_plans
 
@@ -68,8 +66,8 @@ def timeline() -> list[P]:
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    url = database_url(None, tmp_path)
+async def api(sqlite_url: str) -> AsyncIterator[Api]:
+    url = sqlite_url
     async with serve_api(url, Settings(shift_break_s=900.0)) as served:
         store = served.store
         await store.upsert_fences([fence_a(), fence_b()])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -24,7 +23,6 @@ from api.app import create_app
 from services.access.keys import create_key
 from services.access.roles import Role
 from services.pipeline.broker import free_port
-from services.store import database_url
 
 #: The Android Traccar Client's URL parameters (ProtocolFormatterTest.kt), after the configured server URL.
 ANDROID = (
@@ -55,8 +53,8 @@ class RecordingProducer:
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    return database_url(None, tmp_path)
+def url(sqlite_url: str) -> str:
+    return sqlite_url
 
 
 @pytest.fixture

@@ -48,8 +48,8 @@ class CapturingProducer:
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[tuple[Api, CapturingProducer]]:
-    async with serve_api(database_url(None, tmp_path)) as served:
+async def api(sqlite_url: str) -> AsyncIterator[tuple[Api, CapturingProducer]]:
+    async with serve_api(sqlite_url) as served:
         producer = CapturingProducer()
         served.ctx.producer = cast(AIOKafkaProducer, producer)
         yield served, producer

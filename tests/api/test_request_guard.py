@@ -35,9 +35,9 @@ LIMIT = 64 * 1024
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
+async def api(sqlite_url: str) -> AsyncIterator[Api]:
     settings = Settings(max_request_bytes=LIMIT, body_timeout_s=0.5)
-    async with serve_api(database_url(None, tmp_path), settings) as served:
+    async with serve_api(sqlite_url, settings) as served:
         yield served
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -23,7 +22,7 @@ from api.deps import ROLE_CHECKS, audit_trail
 from services.access.roles import Role
 from services.metrics import Metrics
 from services.settings import Settings
-from services.store import Store, database_url
+from services.store import Store
 
 #: Routes anyone may call: probes, metrics (public unless the setting says otherwise), the page and
 #: its base-map tiles (no officer data; loaded as images, which carry no key).
@@ -81,8 +80,8 @@ OPERATIONS = _operations()
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    async with serve_api(database_url(None, tmp_path)) as served:
+async def api(sqlite_url: str) -> AsyncIterator[Api]:
+    async with serve_api(sqlite_url) as served:
         yield served
 
 

@@ -24,8 +24,8 @@ from services.store.database import private_dir
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    async with serve_api(database_url(None, tmp_path)) as served:
+async def api(sqlite_url: str) -> AsyncIterator[Api]:
+    async with serve_api(sqlite_url) as served:
         yield served
 
 

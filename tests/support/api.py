@@ -12,7 +12,7 @@ import uvicorn
 
 from api.app import create_app
 from api.context import ServiceContext
-from services.access.keys import create_key
+from services.access.keys import add_key
 from services.access.roles import Role
 from services.metrics import Metrics
 from services.pipeline.broker import free_port
@@ -38,11 +38,11 @@ class Api:
 @asynccontextmanager
 async def serve_api(db_url: str, settings: Settings | None = None) -> AsyncIterator[Api]:
     """An httpx client on the app over a freshly opened store, with a key for every role."""
+    store = await Store.open(db_url)
     keys = {
-        role: await create_key(db_url, role, f"test {role.value}", OFFICER if role is Role.OFFICER else None)
+        role: (await add_key(store, role, f"test {role.value}", OFFICER if role is Role.OFFICER else None)).token
         for role in Role
     }
-    store = await Store.open(db_url)
     ctx = ServiceContext(settings or Settings(), store, Metrics())
     try:
         transport = httpx.ASGITransport(app=create_app(ctx))
